@@ -1,0 +1,5 @@
+//! The wire: frames and messages of every Switchboard protocol, as serde types and pure codecs.
+//!
+//! Nothing here does I/O; everything is a function of its input, so it is easy to test and fuzz.
+
+pub mod time;

@@ -1,0 +1,109 @@
+//! Storage backends: the narrow trait every backend implements, and the shapes it trades in.
+//!
+//! A backend is synchronous and knows nothing of objects' lifecycles: it reads, and it commits
+//! a batch of many objects' writes atomically. The runtime calls `commit` from one writer
+//! thread only (group commit, see `store.rs`) and the reads from blocking tasks.
+
+pub mod memory;
+pub mod sqlite;
+pub mod view;
+
+use crate::address::Address;
+
+/// When a commit counts as done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Synced to disk (fsync) before any output that depends on it is released.
+    #[default]
+    Full,
+    /// Written to the OS before outputs are released: survives a crash of the process, not
+    /// of the machine.
+    Normal,
+}
+
+/// One write of one object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteOp {
+    Put(String, Vec<u8>),
+    Delete(String),
+    /// Deletes every key of the object (and its alarm).
+    DeleteAll,
+    /// Sets (`Some(ms)`) or clears the object's alarm.
+    SetAlarm(Option<i64>),
+}
+
+/// The writes of one event of one object, applied in order.
+#[derive(Clone, Debug)]
+pub struct ObjectWrites {
+    pub address: Address,
+    pub ops: Vec<WriteOp>,
+}
+
+/// Which keys a `list` returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Only keys starting with this.
+    pub prefix: Option<String>,
+    /// Only keys `>= start`.
+    pub start: Option<String>,
+    /// Only keys `< end`.
+    pub end: Option<String>,
+    /// At most this many entries.
+    pub limit: Option<usize>,
+    /// Descending key order.
+    pub reverse: bool,
+}
+
+impl ListOptions {
+    pub fn prefix(prefix: impl Into<String>) -> Self {
+        ListOptions {
+            prefix: Some(prefix.into()),
+            ..Default::default()
+        }
+    }
+
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    pub fn reverse(mut self) -> Self {
+        self.reverse = true;
+        self
+    }
+
+    /// Whether `key` is in the selected range (ignores `limit`).
+    pub fn contains(&self, key: &str) -> bool {
+        self.prefix.as_deref().is_none_or(|p| key.starts_with(p))
+            && self.start.as_deref().is_none_or(|s| key >= s)
+            && self.end.as_deref().is_none_or(|e| key < e)
+    }
+}
+
+/// A storage failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+    #[error("value of key {key:?} cannot be decoded: {message}")]
+    Decode { key: String, message: String },
+    #[error("value cannot be encoded: {0}")]
+    Encode(String),
+    #[error("storage is closed")]
+    Closed,
+}
+
+/// A storage backend. Implementations: [`sqlite::SqliteBackend`], [`memory::MemoryBackend`].
+pub trait Backend: Send + Sync + 'static {
+    fn get(&self, address: &Address, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    fn list(
+        &self,
+        address: &Address,
+        options: &ListOptions,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+    /// Applies every object's writes, all or nothing.
+    fn commit(&self, batch: &[&ObjectWrites]) -> Result<(), StorageError>;
+    /// Every stored alarm, for the scheduler at startup.
+    fn alarms(&self) -> Result<Vec<(Address, i64)>, StorageError>;
+    fn alarm(&self, address: &Address) -> Result<Option<i64>, StorageError>;
+}

@@ -1,0 +1,72 @@
+//! The `switchboard` command line: subcommands and their flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Sources};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "A self-hosted real-time server: WebSockets and durable objects."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve HTTP and WebSocket clients until SIGINT or SIGTERM.
+    Serve(ConfigArgs),
+    /// Validate the configuration and print it, secrets masked.
+    CheckConfig(ConfigArgs),
+}
+
+/// Flags that feed the configuration. Each overrides the file and the environment.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to serve on [env: SWITCHBOARD_LISTEN] (default 127.0.0.1:8787).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// Storage folder [env: SWITCHBOARD_DATA_DIR] (default ./switchboard-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// Log format: pretty or json [env: SWITCHBOARD_LOG_FORMAT].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Any configuration key, as key=value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl ConfigArgs {
+    /// The validated configuration from these flags, the file and the process environment.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut flags = Vec::new();
+        for raw in &self.set {
+            let (key, value) = raw.split_once('=').ok_or_else(|| ConfigError::BadValue {
+                key: raw.clone(),
+                origin: "from --set".into(),
+                message: "expected KEY=VALUE".into(),
+            })?;
+            flags.push((key.trim().to_string(), value.to_string()));
+        }
+        let named = [
+            ("listen", &self.listen),
+            ("data_dir", &self.data_dir),
+            ("log_format", &self.log_format),
+        ];
+        flags.extend(
+            named
+                .into_iter()
+                .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v))),
+        );
+        Config::load(&Sources::from_process(self.config.clone(), flags))
+    }
+}

@@ -1,0 +1,587 @@
+//! Server configuration: one validated struct, merged from defaults, a TOML file, the
+//! environment and flags.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file (`--config`), `SWITCHBOARD_*`
+//! environment variables, then flags (`--listen`, `--data-dir`, `--set key=value`). Every key
+//! has one name, used as-is in the file and upper-cased with the `SWITCHBOARD_` prefix in the
+//! environment. Unknown keys and bad values are errors that name the key, where it came from,
+//! and what is allowed. Nothing outside this module reads the environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use switchboard_runtime::{Durability, QueueLimits};
+
+/// Prefix of every environment variable Switchboard reads.
+pub const ENV_PREFIX: &str = "SWITCHBOARD_";
+
+/// The effective configuration of a server. Every field states its default.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to serve on. Default: `127.0.0.1:8787`.
+    pub listen: SocketAddr,
+    /// Storage folder, created on first start. Default: `./switchboard-data`.
+    pub data_dir: PathBuf,
+    /// Bearer secret of every server-side API. Default: generated on first start and kept in
+    /// `<data_dir>/auth_secret`.
+    pub auth_secret: Option<Secret>,
+    /// HS256 secret for client tokens. Default: none.
+    pub jwt_secret: Option<Secret>,
+    /// Path of a PEM public key (RS256/ES256) for client tokens. Default: none.
+    pub jwt_public_key: Option<PathBuf>,
+    /// Origins browsers may call from. Default: none (no cross-origin access).
+    pub cors_origins: Vec<String>,
+    /// Log output: `pretty` or `json`. Default: `pretty`.
+    pub log_format: LogFormat,
+    /// Serve the `/ws/echo` conformance endpoint. Default: true.
+    pub echo_enabled: bool,
+    /// Largest WebSocket message accepted, in bytes. Default: 1 MiB.
+    pub max_frame_bytes: usize,
+    /// Largest HTTP request body accepted, in bytes. Default: 1 MiB.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers (and so complete a WebSocket handshake).
+    /// Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// Time shutdown waits for sockets and requests to finish before it stops waiting.
+    /// Default: 5 s.
+    pub shutdown_timeout: Duration,
+    /// Bounds of each socket's outbound queue. Default: 1024 frames, 4 MiB.
+    pub outbound_queue: QueueLimits,
+    /// Storage durability: `full` (fsync before outputs are released) or `normal`.
+    /// Default: `full`.
+    pub durability: Durability,
+    /// Idle time after which an object is dropped from memory. Default: 10 s.
+    pub hibernate_after: Duration,
+}
+
+/// A secret value that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"********\"")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A configuration error, naming the key and where its value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("unknown configuration key `{key}` ({origin}); known keys: {known}")]
+    UnknownKey {
+        key: String,
+        origin: String,
+        known: String,
+    },
+    #[error("bad value for `{key}` ({origin}): {message}")]
+    BadValue {
+        key: String,
+        origin: String,
+        message: String,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    List,
+}
+
+/// Every key, with its kind and a one-line description (the example file says more).
+const KEYS: &[(&str, Kind, &str)] = &[
+    ("listen", Kind::Str, "address:port to serve on"),
+    ("data_dir", Kind::Str, "storage folder"),
+    (
+        "auth_secret",
+        Kind::Str,
+        "Bearer secret of server-side APIs",
+    ),
+    ("jwt_secret", Kind::Str, "HS256 secret for client tokens"),
+    (
+        "jwt_public_key",
+        Kind::Str,
+        "PEM public key path for client tokens",
+    ),
+    ("cors_origins", Kind::List, "browser origin allow-list"),
+    ("log_format", Kind::Str, "pretty or json"),
+    ("echo_enabled", Kind::Bool, "serve /ws/echo"),
+    ("max_frame_bytes", Kind::Int, "largest WebSocket message"),
+    ("max_body_bytes", Kind::Int, "largest HTTP request body"),
+    ("handshake_timeout_ms", Kind::Int, "request header deadline"),
+    ("shutdown_timeout_ms", Kind::Int, "graceful shutdown bound"),
+    (
+        "outbound_queue_frames",
+        Kind::Int,
+        "per-socket queue, frames",
+    ),
+    ("outbound_queue_bytes", Kind::Int, "per-socket queue, bytes"),
+    ("durability", Kind::Str, "full or normal"),
+    (
+        "hibernate_after_ms",
+        Kind::Int,
+        "idle time before hibernation",
+    ),
+];
+
+const SECRET_KEYS: &[&str] = &["auth_secret", "jwt_secret"];
+
+/// The raw inputs of a configuration, before merging.
+#[derive(Default, Debug)]
+pub struct Sources {
+    /// `--config` path, if given.
+    pub file: Option<PathBuf>,
+    /// Environment variables (all of them; only `SWITCHBOARD_*` are read).
+    pub env: Vec<(String, String)>,
+    /// Flag values by key, in the order given; later ones win.
+    pub flags: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// Sources from this process's environment plus the given file and flags.
+    pub fn from_process(file: Option<PathBuf>, flags: Vec<(String, String)>) -> Self {
+        Sources {
+            file,
+            env: std::env::vars().collect(),
+            flags,
+        }
+    }
+}
+
+struct RawValue {
+    value: toml::Value,
+    origin: String,
+}
+
+impl Config {
+    /// Merges and validates the sources into a configuration.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let raw = merge(sources)?;
+        Config::from_raw(&raw)
+    }
+
+    /// The configuration with every default and no file, environment or flag.
+    pub fn defaults() -> Config {
+        Config::from_raw(&BTreeMap::new()).expect("defaults are valid")
+    }
+
+    fn from_raw(raw: &BTreeMap<String, RawValue>) -> Result<Config, ConfigError> {
+        let r = Reader(raw);
+        let listen = r.parse("listen", "127.0.0.1:8787", "an address like 127.0.0.1:8787")?;
+        Ok(Config {
+            listen,
+            data_dir: PathBuf::from(r.string("data_dir")?.unwrap_or("./switchboard-data".into())),
+            auth_secret: r.secret("auth_secret")?,
+            jwt_secret: r.secret("jwt_secret")?,
+            jwt_public_key: r.string("jwt_public_key")?.map(PathBuf::from),
+            cors_origins: r.list("cors_origins")?,
+            log_format: r.choice(
+                "log_format",
+                &[("pretty", LogFormat::Pretty), ("json", LogFormat::Json)],
+                LogFormat::Pretty,
+            )?,
+            echo_enabled: r.boolean("echo_enabled", true)?,
+            max_frame_bytes: r.int("max_frame_bytes", 1 << 20, 125, 64 << 20)? as usize,
+            max_body_bytes: r.int("max_body_bytes", 1 << 20, 1024, 64 << 20)? as usize,
+            handshake_timeout: r.millis("handshake_timeout_ms", 10_000)?,
+            shutdown_timeout: r.millis("shutdown_timeout_ms", 5_000)?,
+            outbound_queue: QueueLimits {
+                max_frames: r.int("outbound_queue_frames", 1024, 1, 1 << 20)? as usize,
+                max_bytes: r.int("outbound_queue_bytes", 4 << 20, 1024, 1 << 30)? as usize,
+            },
+            durability: r.choice(
+                "durability",
+                &[("full", Durability::Full), ("normal", Durability::Normal)],
+                Durability::Full,
+            )?,
+            hibernate_after: r.millis("hibernate_after_ms", 10_000)?,
+        })
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mask = |key: &str, s: &Option<Secret>| match s {
+            Some(_) => format!("{key} = \"********\""),
+            None => format!("# {key} is not set"),
+        };
+        let opt_path = |key: &str, p: &Option<PathBuf>| match p {
+            Some(p) => format!("{key} = {:?}", p.display().to_string()),
+            None => format!("# {key} is not set"),
+        };
+        let durability = match self.durability {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        };
+        let log_format = match self.log_format {
+            LogFormat::Pretty => "pretty",
+            LogFormat::Json => "json",
+        };
+        format!(
+            "listen = \"{}\"\ndata_dir = {:?}\n{}\n{}\n\
+             {}\ncors_origins = {:?}\nlog_format = \"{}\"\necho_enabled = {}\n\
+             max_frame_bytes = {}\nmax_body_bytes = {}\nhandshake_timeout_ms = {}\n\
+             shutdown_timeout_ms = {}\noutbound_queue_frames = {}\noutbound_queue_bytes = {}\n\
+             durability = \"{}\"\nhibernate_after_ms = {}\n",
+            self.listen,
+            self.data_dir.display().to_string(),
+            mask("auth_secret", &self.auth_secret),
+            mask("jwt_secret", &self.jwt_secret),
+            opt_path("jwt_public_key", &self.jwt_public_key),
+            self.cors_origins,
+            log_format,
+            self.echo_enabled,
+            self.max_frame_bytes,
+            self.max_body_bytes,
+            self.handshake_timeout.as_millis(),
+            self.shutdown_timeout.as_millis(),
+            self.outbound_queue.max_frames,
+            self.outbound_queue.max_bytes,
+            durability,
+            self.hibernate_after.as_millis(),
+        )
+    }
+}
+
+fn known_keys() -> String {
+    KEYS.iter()
+        .map(|(k, _, _)| *k)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn kind_of(key: &str) -> Option<Kind> {
+    KEYS.iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, kind, _)| *kind)
+}
+
+fn merge(sources: &Sources) -> Result<BTreeMap<String, RawValue>, ConfigError> {
+    let mut raw = BTreeMap::new();
+    if let Some(path) = &sources.file {
+        for (key, value) in read_file(path)? {
+            if kind_of(&key).is_none() {
+                return Err(ConfigError::UnknownKey {
+                    key,
+                    origin: format!("in {}", path.display()),
+                    known: known_keys(),
+                });
+            }
+            let origin = format!("in {}", path.display());
+            raw.insert(key, RawValue { value, origin });
+        }
+    }
+    for (name, text) in &sources.env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase();
+        let origin = format!("from environment variable {name}");
+        let Some(kind) = kind_of(&key) else {
+            return Err(ConfigError::UnknownKey {
+                key: name.clone(),
+                origin,
+                known: known_keys(),
+            });
+        };
+        let value = from_text(&key, kind, text, &origin)?;
+        raw.insert(key, RawValue { value, origin });
+    }
+    for (key, text) in &sources.flags {
+        let origin = format!("from the command line ({key})");
+        let Some(kind) = kind_of(key) else {
+            return Err(ConfigError::UnknownKey {
+                key: key.clone(),
+                origin: "from --set".into(),
+                known: known_keys(),
+            });
+        };
+        let value = from_text(key, kind, text, &origin)?;
+        raw.insert(key.clone(), RawValue { value, origin });
+    }
+    Ok(raw)
+}
+
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.message().to_string(),
+    })
+}
+
+/// Turns an environment or flag string into the TOML value its key expects.
+fn from_text(key: &str, kind: Kind, text: &str, origin: &str) -> Result<toml::Value, ConfigError> {
+    let bad = |message: String| ConfigError::BadValue {
+        key: key.into(),
+        origin: origin.into(),
+        message,
+    };
+    Ok(match kind {
+        Kind::Str => toml::Value::String(text.into()),
+        Kind::Int => toml::Value::Integer(
+            text.trim()
+                .parse()
+                .map_err(|_| bad(format!("expected a whole number, got {text:?}")))?,
+        ),
+        Kind::Bool => toml::Value::Boolean(match text.trim() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(bad(format!("expected true or false, got {text:?}"))),
+        }),
+        Kind::List => toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.into()))
+                .collect(),
+        ),
+    })
+}
+
+struct Reader<'a>(&'a BTreeMap<String, RawValue>);
+
+impl Reader<'_> {
+    fn bad(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::BadValue {
+            key: key.into(),
+            origin: self
+                .0
+                .get(key)
+                .map(|r| r.origin.clone())
+                .unwrap_or_default(),
+            message,
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.0.get(key).map(|r| &r.value) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.bad(key, format!("expected a string, got {other}"))),
+        }
+    }
+
+    fn secret(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
+        debug_assert!(SECRET_KEYS.contains(&key));
+        match self.string(key)? {
+            None => Ok(None),
+            Some(s) if s.len() < 16 => {
+                Err(self.bad(key, "a secret must be at least 16 characters long".into()))
+            }
+            Some(s) => Ok(Some(Secret(s))),
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        default: &str,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        let text = self.string(key)?.unwrap_or_else(|| default.into());
+        text.parse()
+            .map_err(|_| self.bad(key, format!("expected {expected}, got {text:?}")))
+    }
+
+    fn int(&self, key: &str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+        let v = match self.0.get(key).map(|r| &r.value) {
+            None => return Ok(default),
+            Some(toml::Value::Integer(i)) => *i,
+            Some(other) => {
+                return Err(self.bad(key, format!("expected a whole number, got {other}")));
+            }
+        };
+        if v < min || v > max {
+            return Err(self.bad(key, format!("must be between {min} and {max}, got {v}")));
+        }
+        Ok(v)
+    }
+
+    fn millis(&self, key: &str, default: i64) -> Result<Duration, ConfigError> {
+        let ms = self.int(key, default, 1, 24 * 3600 * 1000)?;
+        Ok(Duration::from_millis(ms as u64))
+    }
+
+    fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.0.get(key).map(|r| &r.value) {
+            None => Ok(default),
+            Some(toml::Value::Boolean(b)) => Ok(*b),
+            Some(other) => Err(self.bad(key, format!("expected true or false, got {other}"))),
+        }
+    }
+
+    fn list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+        match self.0.get(key).map(|r| &r.value) {
+            None => Ok(Vec::new()),
+            Some(toml::Value::String(s)) => Ok(s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => Err(self.bad(key, format!("expected strings, got {other}"))),
+                })
+                .collect(),
+            Some(other) => Err(self.bad(key, format!("expected a list of strings, got {other}"))),
+        }
+    }
+
+    fn choice<T: Copy>(
+        &self,
+        key: &str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let Some(text) = self.string(key)? else {
+            return Ok(default);
+        };
+        options
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<_> = options.iter().map(|(n, _)| *n).collect();
+                self.bad(
+                    key,
+                    format!("expected one of {}, got {text:?}", names.join(", ")),
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// With nothing given, the documented defaults hold.
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = Config::defaults();
+        assert!(
+            c.to_masked_toml().parse::<toml::Table>().is_ok(),
+            "the dump is valid TOML"
+        );
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8787");
+        assert_eq!(c.data_dir, PathBuf::from("./switchboard-data"));
+        assert_eq!(c.max_frame_bytes, 1 << 20);
+        assert_eq!(c.durability, Durability::Full);
+        assert!(c.echo_enabled);
+    }
+
+    /// File < environment < flags.
+    #[test]
+    fn precedence_is_file_env_flags() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("switchboard.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\nmax_frame_bytes = 2000\necho_enabled = false\n",
+        )
+        .unwrap();
+        let sources = Sources {
+            file: Some(file),
+            env: env(&[
+                ("SWITCHBOARD_LISTEN", "127.0.0.1:2"),
+                ("SWITCHBOARD_MAX_FRAME_BYTES", "3000"),
+                ("PATH", "/bin"),
+            ]),
+            flags: vec![("listen".into(), "127.0.0.1:3".into())],
+        };
+        let c = Config::load(&sources).unwrap();
+        assert_eq!(c.listen.port(), 3);
+        assert_eq!(c.max_frame_bytes, 3000);
+        assert!(!c.echo_enabled);
+    }
+
+    /// Errors name the key and its origin.
+    #[test]
+    fn bad_values_and_unknown_keys_are_named() {
+        let err = Config::load(&Sources {
+            env: env(&[("SWITCHBOARD_MAX_FRAME_BYTES", "lots")]),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("max_frame_bytes") && err.contains("SWITCHBOARD_MAX_FRAME_BYTES"),
+            "{err}"
+        );
+
+        let err = Config::load(&Sources {
+            env: env(&[("SWITCHBOARD_LISTN", "x")]),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("SWITCHBOARD_LISTN") && err.contains("known keys"),
+            "{err}"
+        );
+
+        let err = Config::load(&Sources {
+            flags: vec![("durability".into(), "sometimes".into())],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("durability") && err.contains("full, normal"),
+            "{err}"
+        );
+    }
+
+    /// Secrets never show in debug output or the masked dump.
+    #[test]
+    fn secrets_are_masked() {
+        let c = Config::load(&Sources {
+            env: env(&[("SWITCHBOARD_AUTH_SECRET", "a-very-secret-value-123")]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!format!("{c:?}").contains("a-very-secret"));
+        assert!(!c.to_masked_toml().contains("a-very-secret"));
+        assert!(c.to_masked_toml().contains("auth_secret = \"********\""));
+    }
+}

@@ -1,0 +1,199 @@
+//! The gateway: HTTP and WebSocket serving, from accepted TCP connection to routed request.
+//!
+//! Shutdown has one shape: cancelling the server's token stops the accept loop, asks every
+//! HTTP connection to finish its in-flight request, and closes every socket with 1012; then
+//! the server waits (bounded by `shutdown_timeout`) for the trackers of both to drain, and
+//! flushes storage.
+
+pub mod echo;
+pub mod error;
+pub mod object_socket;
+pub mod socket;
+pub mod upgrade;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use metrics_exporter_prometheus::PrometheusHandle;
+use switchboard_runtime::{Runtime, SocketConn};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, Secret};
+use error::ApiError;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub auth_secret: Secret,
+    pub runtime: Runtime,
+    pub shutdown: CancellationToken,
+    /// Every socket's task, so shutdown can wait for them.
+    pub sockets: TaskTracker,
+    pub metrics: PrometheusHandle,
+}
+
+impl Gateway {
+    /// Upgrades `req` and drives the socket with `handler`, tracked for shutdown.
+    pub fn upgrade_with<H, F>(&self, req: Request, make_handler: F) -> Response
+    where
+        H: socket::SocketHandler,
+        F: FnOnce(Arc<SocketConn>) -> H + Send + 'static,
+    {
+        let config = upgrade::socket_config(self.config.max_frame_bytes);
+        let (limits, shutdown, tracker) = (
+            self.config.outbound_queue,
+            self.shutdown.clone(),
+            self.sockets.clone(),
+        );
+        upgrade::upgrade(req, config, move |ws| {
+            tracker.track_future(async move {
+                let conn = Arc::new(SocketConn::new(limits));
+                let handler = make_handler(conn.clone());
+                socket::drive(ws, conn, handler, shutdown).await;
+            })
+        })
+    }
+}
+
+/// The HTTP routes of the gateway, with `extra` (the apps' routes) merged in.
+pub fn router(gateway: Gateway, extra: Router<Gateway>) -> Router {
+    let mut router = extra
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    if gateway.config.echo_enabled {
+        router = router.route("/ws/echo", get(echo_socket));
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            gateway.config.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn(count_requests))
+        .with_state(gateway)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(gw): State<Gateway>) -> Response {
+    if gw.runtime.is_ready() && !gw.shutdown.is_cancelled() {
+        axum::Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage is not accepting writes",
+        )
+        .into_response()
+    }
+}
+
+async fn metrics(State(gw): State<Gateway>) -> impl IntoResponse {
+    crate::telemetry::record_runtime(&gw.runtime.stats());
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        gw.metrics.render(),
+    )
+}
+
+async fn echo_socket(State(gw): State<Gateway>, req: Request) -> Response {
+    gw.upgrade_with(req, |_| echo::Echo)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn count_requests(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    metrics::counter!("switchboard_http_requests_total", "route" => route, "status" => response.status().as_u16().to_string())
+        .increment(1);
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then drains connections.
+pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
+    let http = TaskTracker::new();
+    let shutdown = gateway.shutdown.clone();
+    let header_timeout = gateway.config.handshake_timeout;
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors, most likely: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let shutdown = shutdown.clone();
+        http.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "http connection ended with an error");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    http.close();
+    gateway.sockets.close();
+    let drained = async {
+        http.wait().await;
+        gateway.sockets.wait().await;
+    };
+    if tokio::time::timeout(gateway.config.shutdown_timeout, drained)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            sockets = gateway.sockets.len(),
+            requests = http.len(),
+            "shutdown timeout passed with connections still open"
+        );
+    }
+}

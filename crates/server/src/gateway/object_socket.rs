@@ -1,0 +1,71 @@
+//! Sockets that belong to durable objects: the gateway side of `accept`.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::response::Response;
+use switchboard_runtime::{CallError, ConnectInfo, Frame, Object, ObjectSocket, SocketConn, Stub};
+
+use super::Gateway;
+use super::socket::{SocketHandler, close, drive};
+
+/// Hands a socket's frames and its close to the object that accepted it.
+struct ObjectHandler(ObjectSocket);
+
+impl SocketHandler for ObjectHandler {
+    async fn on_frame(&mut self, _conn: &Arc<SocketConn>, frame: Frame) {
+        self.0.frame(frame).await;
+    }
+
+    async fn on_close(self, _conn: &Arc<SocketConn>, code: u16, reason: String) {
+        self.0.closed(code, reason).await;
+    }
+}
+
+impl Gateway {
+    /// Upgrades `req` and offers the socket to the object behind `stub`. A socket the object
+    /// does not accept is closed with 1008; one the runtime cannot deliver is closed with 1011
+    /// (1012 while shutting down).
+    pub fn connect_object<O: Object>(
+        &self,
+        req: Request,
+        stub: Stub<O>,
+        info: ConnectInfo,
+    ) -> Response {
+        let config = super::upgrade::socket_config(self.config.max_frame_bytes);
+        let (limits, shutdown, tracker) = (
+            self.config.outbound_queue,
+            self.shutdown.clone(),
+            self.sockets.clone(),
+        );
+        super::upgrade::upgrade(req, config, move |ws| {
+            tracker.track_future(async move {
+                let conn = Arc::new(SocketConn::new(limits));
+                match stub.connect(conn.clone(), info).await {
+                    Ok(Some(socket)) => drive(ws, conn, ObjectHandler(socket), shutdown).await,
+                    Ok(None) => {
+                        conn.close(close::POLICY, "rejected");
+                        drive(ws, conn, Rejected, shutdown).await;
+                    }
+                    Err(e) => {
+                        let (code, reason) = match e {
+                            CallError::ShuttingDown => (close::RESTARTING, "server restarting"),
+                            _ => (close::INTERNAL, "object unavailable"),
+                        };
+                        tracing::warn!(error = %e, "socket could not be connected to its object");
+                        conn.close(code, reason);
+                        drive(ws, conn, Rejected, shutdown).await;
+                    }
+                }
+            })
+        })
+    }
+}
+
+/// A socket being closed before any object took it: frames are ignored.
+struct Rejected;
+
+impl SocketHandler for Rejected {
+    async fn on_frame(&mut self, _conn: &Arc<SocketConn>, _frame: Frame) {}
+    async fn on_close(self, _conn: &Arc<SocketConn>, _code: u16, _reason: String) {}
+}

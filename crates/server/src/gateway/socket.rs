@@ -1,0 +1,150 @@
+//! Drives one WebSocket: one reader loop, one writer task, one teardown.
+//!
+//! The writer drains the socket's [`SocketConn`] queue in batches (feed all, flush once). The
+//! reader hands each data frame to a [`SocketHandler`]. Whichever half ends first, the other is
+//! given a moment to send its close frame and then stopped, and the handler hears about the
+//! close exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard_runtime::{Frame, SocketConn};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+use super::upgrade::ServerSocket;
+
+/// How long a closing socket waits for the peer's close frame before it drops the connection.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Close codes of the wire contract.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const ABNORMAL: u16 = 1006;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const RESTARTING: u16 = 1012;
+}
+
+/// What a socket does with the frames it receives.
+pub trait SocketHandler: Send + 'static {
+    /// A text or binary frame arrived. The next frame is read only after this returns.
+    fn on_frame(&mut self, conn: &Arc<SocketConn>, frame: Frame)
+    -> impl Future<Output = ()> + Send;
+    /// The socket is gone, with the close code the peer sent (1006 if none).
+    fn on_close(
+        self,
+        conn: &Arc<SocketConn>,
+        code: u16,
+        reason: String,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs `ws` until it closes. On `shutdown` the socket is closed with 1012.
+pub async fn drive<H: SocketHandler>(
+    ws: ServerSocket,
+    conn: Arc<SocketConn>,
+    mut handler: H,
+    shutdown: CancellationToken,
+) {
+    let open = metrics::gauge!("switchboard_connections_open");
+    open.increment(1.0);
+    let frames_in = metrics::counter!("switchboard_frames_in_total");
+    let (sink, mut stream) = ws.split();
+    let mut writer = tokio::spawn(write_loop(sink, conn.clone()));
+    let mut peer_close: Option<(u16, String)> = None;
+    let mut writer_done = false;
+    let mut close_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = async {
+            match close_deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    frames_in.increment(1);
+                    handler.on_frame(&conn, Frame::Text(text)).await;
+                }
+                Some(Ok(Message::Binary(data))) => {
+                    frames_in.increment(1);
+                    handler.on_frame(&conn, Frame::Binary(data)).await;
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    // tungstenite answers the close itself; keep reading until the stream ends.
+                    peer_close = Some(frame.map_or((close::ABNORMAL, String::new()), |f| (u16::from(f.code), f.reason.to_string())));
+                }
+                Some(Ok(_)) => {} // Ping (answered by tungstenite), Pong, raw frames.
+                Some(Err(e)) => {
+                    use tokio_tungstenite::tungstenite::Error;
+                    match &e {
+                        Error::Capacity(_) => conn.close(close::TOO_BIG, "message too big"),
+                        Error::Protocol(_) | Error::Utf8(_) => conn.close(close::PROTOCOL_ERROR, "protocol error"),
+                        _ => {}
+                    }
+                    tracing::debug!(socket = conn.id(), error = %e, "socket read ended");
+                    break;
+                }
+                None => break,
+            },
+            _ = shutdown.cancelled(), if !conn.is_closing() => conn.close(close::RESTARTING, "server restarting"),
+            _ = &mut writer, if !writer_done => {
+                // Our close frame is out (or the connection broke): wait briefly for the peer's.
+                writer_done = true;
+                close_deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            }
+            _ = deadline => break,
+        }
+    }
+    if !writer_done {
+        conn.close(close::NORMAL, "");
+        if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+    }
+    let (code, reason) = peer_close.unwrap_or((close::ABNORMAL, String::new()));
+    handler.on_close(&conn, code, reason).await;
+    open.decrement(1.0);
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<ServerSocket, Message>,
+    conn: Arc<SocketConn>,
+) {
+    let frames_out = metrics::counter!("switchboard_frames_out_total");
+    loop {
+        let batch = conn.next_batch().await;
+        let count = batch.frames.len() as u64;
+        for frame in batch.frames {
+            let msg = match frame {
+                Frame::Text(t) => Message::Text(t),
+                Frame::Binary(b) => Message::Binary(b),
+            };
+            if sink.feed(msg).await.is_err() {
+                return;
+            }
+        }
+        frames_out.increment(count);
+        if let Some(reason) = batch.close {
+            let frame = CloseFrame {
+                code: CloseCode::from(reason.code),
+                reason: reason.reason.into(),
+            };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+            return;
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}

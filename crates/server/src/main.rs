@@ -1,0 +1,57 @@
+//! The `switchboard` binary: parse flags, set up logging, bind, and hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchboard_server::cli::{Cli, Command};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig(args) => match args.load() {
+            Ok(config) => {
+                print!("{}", config.to_masked_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard: invalid configuration: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve(args) => {
+            let config = match args.load() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("switchboard: invalid configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            switchboard_server::telemetry::init_logging(config.log_format);
+            let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchboard: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: switchboard_server::config::Config) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    let server = switchboard_server::start(config, listener, shutdown.clone()).await?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+    server.wait().await
+}

@@ -1,0 +1,102 @@
+//! The server's API secret: configured, or generated once and kept in the data folder.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::Secret;
+
+/// File name of the generated secret inside the data folder.
+pub const AUTH_SECRET_FILE: &str = "auth_secret";
+
+/// Where the secret came from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    Configured,
+    /// Read from, or freshly generated into, this file.
+    File {
+        path: PathBuf,
+        generated: bool,
+    },
+}
+
+/// The configured secret, else the one in `<data_dir>/auth_secret`, else a new random one
+/// written there with mode 0600.
+pub fn load_or_create(
+    configured: Option<&Secret>,
+    data_dir: &Path,
+) -> std::io::Result<(Secret, SecretSource)> {
+    if let Some(secret) = configured {
+        return Ok((secret.clone(), SecretSource::Configured));
+    }
+    let path = data_dir.join(AUTH_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => {
+            return Ok((
+                Secret::new(text.trim()),
+                SecretSource::File {
+                    path,
+                    generated: false,
+                },
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(value.as_bytes())?;
+    file.sync_all()?;
+    Ok((
+        Secret::new(value),
+        SecretSource::File {
+            path,
+            generated: true,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A generated secret is 64 hex characters, private to the owner, and stable across starts.
+    #[test]
+    fn generated_once_with_0600() {
+        let dir = std::env::temp_dir().join(format!("sb-secret-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (first, source) = load_or_create(None, &dir).unwrap();
+        assert!(matches!(
+            source,
+            SecretSource::File {
+                generated: true,
+                ..
+            }
+        ));
+        assert_eq!(first.expose().len(), 64);
+        let mode = std::fs::metadata(dir.join(AUTH_SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (second, source) = load_or_create(None, &dir).unwrap();
+        assert_eq!(first, second);
+        assert!(matches!(
+            source,
+            SecretSource::File {
+                generated: false,
+                ..
+            }
+        ));
+    }
+}

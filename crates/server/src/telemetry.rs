@@ -1,0 +1,117 @@
+//! Logs (tracing) and metrics (Prometheus text format), set up once per process.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use switchboard_runtime::StatsSnapshot;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Starts logging to stderr. The level comes from `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// The process's metrics recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (several servers in one test process):
+            // then metrics go there and this handle renders nothing of them.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "switchboard_connections_open",
+        "WebSocket connections open now"
+    );
+    describe_counter!(
+        "switchboard_frames_in_total",
+        "Data frames received from clients"
+    );
+    describe_counter!(
+        "switchboard_frames_out_total",
+        "Data frames written to clients"
+    );
+    describe_counter!(
+        "switchboard_http_requests_total",
+        "HTTP requests by route and status"
+    );
+    describe_counter!(
+        "switchboard_slow_consumer_closes_total",
+        "Sockets closed because their outbound queue was full"
+    );
+    describe_histogram!(
+        "switchboard_storage_commit_seconds",
+        "Time of one storage commit (including fsync)"
+    );
+    describe_histogram!(
+        "switchboard_storage_commit_batch_size",
+        "Events' write sets per storage commit"
+    );
+    describe_gauge!(
+        "switchboard_objects_live",
+        "Objects with an instance in memory"
+    );
+    describe_gauge!(
+        "switchboard_objects_hibernated",
+        "Objects with open sockets and no instance in memory"
+    );
+    describe_gauge!("switchboard_object_sockets", "Sockets accepted by objects");
+    describe_counter!(
+        "switchboard_object_wakes_total",
+        "Object instances started (first use or wake)"
+    );
+    describe_counter!(
+        "switchboard_object_hibernations_total",
+        "Object instances dropped after being idle"
+    );
+    describe_counter!(
+        "switchboard_object_evictions_total",
+        "Object instances restarted after a failed commit"
+    );
+    describe_counter!(
+        "switchboard_auto_responses_total",
+        "Frames answered by auto-response without waking an object"
+    );
+    describe_counter!("switchboard_alarms_fired_total", "Alarms delivered");
+    describe_counter!("switchboard_storage_commits_total", "Storage commits");
+    describe_counter!(
+        "switchboard_storage_commit_failures_total",
+        "Storage commits that failed"
+    );
+}
+
+/// Publishes a runtime's counters as metrics, just before a scrape renders them.
+pub fn record_runtime(stats: &StatsSnapshot) {
+    metrics::gauge!("switchboard_objects_live").set(stats.live_objects as f64);
+    metrics::gauge!("switchboard_objects_hibernated").set(stats.hibernated_objects as f64);
+    metrics::gauge!("switchboard_object_sockets").set(stats.sockets as f64);
+    metrics::counter!("switchboard_object_wakes_total").absolute(stats.wakes);
+    metrics::counter!("switchboard_object_hibernations_total").absolute(stats.hibernations);
+    metrics::counter!("switchboard_object_evictions_total").absolute(stats.evictions);
+    metrics::counter!("switchboard_auto_responses_total").absolute(stats.auto_responses);
+    metrics::counter!("switchboard_alarms_fired_total").absolute(stats.alarms_fired);
+    metrics::counter!("switchboard_storage_commits_total").absolute(stats.commits);
+    metrics::counter!("switchboard_storage_commit_failures_total").absolute(stats.commit_failures);
+}

@@ -1,0 +1,82 @@
+//! The gateway's own HTTP routes: health, readiness, metrics, and JSON errors.
+
+mod support;
+
+use support::*;
+
+/// `/healthz` and `/readyz` answer 200 while the server runs.
+#[tokio::test]
+async fn health_and_readiness() {
+    let server = TestServer::start().await;
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap()["status"],
+        "ok"
+    );
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    server.stop().await;
+}
+
+/// `/metrics` is Prometheus text with connections, frames and requests by route and status.
+#[tokio::test]
+async fn metrics_count_connections_frames_and_requests() {
+    let server = TestServer::start().await;
+    let mut socket = ws(&server.ws_url("/ws/echo")).await;
+    send(&mut socket, "hello").await;
+    assert_eq!(next_text(&mut socket).await, "hello");
+    reqwest::get(server.url("/healthz")).await.unwrap();
+    let body = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "switchboard_connections_open",
+        "switchboard_frames_in_total",
+        "switchboard_frames_out_total",
+        "switchboard_http_requests_total{route=\"/healthz\",status=\"200\"}",
+        "switchboard_objects_live",
+    ] {
+        assert!(body.contains(needle), "metrics lack {needle}:\n{body}");
+    }
+    server.stop().await;
+}
+
+/// Unknown routes and wrong methods get `{"error": ...}` with 404 and 405.
+#[tokio::test]
+async fn errors_are_json() {
+    let server = TestServer::start().await;
+    let missing = reqwest::get(server.url("/no/such/thing")).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("/no/such/thing"));
+    let wrong = reqwest::Client::new()
+        .post(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert!(wrong.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+    let not_upgrade = reqwest::get(server.url("/ws/echo")).await.unwrap();
+    assert_eq!(not_upgrade.status(), 426);
+    assert!(not_upgrade.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+    server.stop().await;
+}
+
+/// With `echo_enabled = false` there is no `/ws/echo`.
+#[tokio::test]
+async fn echo_can_be_turned_off() {
+    let server = TestServer::start_with(
+        |c| c.echo_enabled = false,
+        switchboard_server::Extension::none(),
+    )
+    .await;
+    assert_eq!(
+        reqwest::get(server.url("/ws/echo")).await.unwrap().status(),
+        404
+    );
+    server.stop().await;
+}
