@@ -1,0 +1,216 @@
+//! The output gate and group commit, observed from outside the runtime: nothing leaves before
+//! its writes are durable, a failed commit takes its outputs with it, and many events share
+//! one commit.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use switchboard_runtime::storage::memory::MemoryBackend;
+use switchboard_runtime::storage::{Backend, ListOptions, ObjectWrites, StorageError};
+use switchboard_runtime::{
+    Address, CallError, ConnectInfo, Context, Frame, Object, QueueLimits, Runtime, RuntimeConfig,
+    SocketConn,
+};
+
+/// Adds to a stored value and broadcasts the result.
+struct Adder {
+    value: i64,
+}
+
+impl Object for Adder {
+    const CLASS: &'static str = "adder";
+    type Request = i64;
+    type Reply = i64;
+
+    async fn start(ctx: &mut Context) -> Result<Self, StorageError> {
+        Ok(Adder {
+            value: ctx.storage().get("value").await?.unwrap_or(0),
+        })
+    }
+
+    async fn on_request(&mut self, ctx: &mut Context, amount: i64) -> i64 {
+        if amount != 0 {
+            self.value += amount;
+            ctx.storage().put("value", &self.value).unwrap();
+            ctx.broadcast(Frame::text(self.value.to_string()));
+        }
+        self.value
+    }
+}
+
+/// A backend whose commits wait until the test opens the valve.
+struct Valve {
+    inner: MemoryBackend,
+    open: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Valve {
+    fn new() -> Arc<Self> {
+        Arc::new(Valve {
+            inner: MemoryBackend::new(),
+            open: Mutex::new(true),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn set(&self, open: bool) {
+        *self.open.lock().unwrap() = open;
+        self.changed.notify_all();
+    }
+}
+
+impl Backend for Valve {
+    fn get(&self, a: &Address, k: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.get(a, k)
+    }
+    fn list(&self, a: &Address, o: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.inner.list(a, o)
+    }
+    fn commit(&self, batch: &[&ObjectWrites]) -> Result<(), StorageError> {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.changed.wait(open).unwrap();
+        }
+        self.inner.commit(batch)
+    }
+    fn alarms(&self) -> Result<Vec<(Address, i64)>, StorageError> {
+        self.inner.alarms()
+    }
+    fn alarm(&self, a: &Address) -> Result<Option<i64>, StorageError> {
+        self.inner.alarm(a)
+    }
+}
+
+async fn runtime(backend: Arc<dyn Backend>) -> Runtime {
+    Runtime::builder(RuntimeConfig::default(), backend)
+        .class::<Adder>()
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn subscriber(rt: &Runtime, name: &str) -> Arc<SocketConn> {
+    let conn = Arc::new(SocketConn::new(QueueLimits::default()));
+    let accepted = rt
+        .object::<Adder>(name)
+        .connect(conn.clone(), ConnectInfo::default())
+        .await
+        .unwrap();
+    assert!(accepted.is_some());
+    conn
+}
+
+async fn next_frame(conn: &SocketConn, within: Duration) -> Option<Frame> {
+    tokio::time::timeout(within, conn.next_batch())
+        .await
+        .ok()
+        .and_then(|b| b.frames.into_iter().next())
+}
+
+/// While a commit is pending, neither the reply nor the broadcast is visible; both appear once
+/// it is durable.
+#[tokio::test]
+async fn outputs_wait_for_their_commit() {
+    let valve = Valve::new();
+    let rt = runtime(valve.clone()).await;
+    let conn = subscriber(&rt, "a").await;
+    valve.set(false);
+    let stub = rt.object::<Adder>("a");
+    let call = tokio::spawn(async move { stub.call(5).await });
+    assert!(
+        next_frame(&conn, Duration::from_millis(200))
+            .await
+            .is_none(),
+        "broadcast leaked before commit"
+    );
+    assert!(!call.is_finished(), "reply leaked before commit");
+    valve.set(true);
+    assert_eq!(call.await.unwrap().unwrap(), 5);
+    assert_eq!(
+        next_frame(&conn, Duration::from_secs(5)).await,
+        Some(Frame::text("5"))
+    );
+    rt.shutdown().await;
+}
+
+/// The object's next event runs while earlier writes commit, and one commit carries many
+/// events: 200 calls held behind one stalled commit finish in a handful of commits.
+#[tokio::test]
+async fn many_events_share_one_commit() {
+    let valve = Valve::new();
+    let rt = runtime(valve.clone()).await;
+    rt.object::<Adder>("g").call(0).await.unwrap();
+    valve.set(false);
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let stub = rt.object::<Adder>("g");
+            tokio::spawn(async move { stub.call(1).await.unwrap() })
+        })
+        .collect();
+    // Let every call run and queue its writes behind the stalled commit.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rt.stats().commits;
+    valve.set(true);
+    let mut values = Vec::new();
+    for call in calls {
+        values.push(call.await.unwrap());
+    }
+    values.sort_unstable();
+    assert_eq!(values, (1..=200).collect::<Vec<_>>());
+    let commits = rt.stats().commits - before;
+    assert!(commits <= 3, "200 events took {commits} commits");
+    rt.shutdown().await;
+}
+
+/// A failed commit drops the outputs it held (the caller gets an error, subscribers nothing),
+/// and the object restarts from storage, so its memory never runs ahead of disk.
+#[tokio::test]
+async fn failed_commit_drops_outputs_and_resets_the_object() {
+    let backend = Arc::new(MemoryBackend::new());
+    let rt = runtime(backend.clone()).await;
+    let conn = subscriber(&rt, "f").await;
+    let stub = rt.object::<Adder>("f");
+    assert_eq!(stub.call(1).await.unwrap(), 1);
+    assert_eq!(
+        next_frame(&conn, Duration::from_secs(5)).await,
+        Some(Frame::text("1"))
+    );
+
+    backend.fail_commits(true);
+    assert!(matches!(stub.call(10).await, Err(CallError::CommitFailed)));
+    assert!(
+        next_frame(&conn, Duration::from_millis(200))
+            .await
+            .is_none(),
+        "a lost write was broadcast"
+    );
+    backend.fail_commits(false);
+
+    assert_eq!(
+        stub.call(0).await.unwrap(),
+        1,
+        "the object restarted from what storage holds"
+    );
+    assert_eq!(rt.stats().evictions, 1);
+    assert_eq!(stub.call(2).await.unwrap(), 3);
+    assert_eq!(
+        next_frame(&conn, Duration::from_secs(5)).await,
+        Some(Frame::text("3"))
+    );
+    rt.shutdown().await;
+}
+
+/// Calls to a class that was never registered fail clearly instead of hanging.
+#[tokio::test]
+async fn unregistered_class_is_an_error() {
+    let rt = Runtime::builder(RuntimeConfig::default(), Arc::new(MemoryBackend::new()))
+        .start()
+        .await
+        .unwrap();
+    assert!(matches!(
+        rt.object::<Adder>("x").call(1).await,
+        Err(CallError::UnknownClass("adder"))
+    ));
+    rt.shutdown().await;
+}
