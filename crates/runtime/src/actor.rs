@@ -86,6 +86,7 @@ pub(crate) async fn run<O: Object>(
 fn new_context(rt: &Runtime, core: &Arc<SlotCore>) -> Context {
     Context {
         core: core.clone(),
+        settings: rt.inner.settings.clone(),
         storage: Storage::new(
             core.address.clone(),
             rt.inner.store.clone(),

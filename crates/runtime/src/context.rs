@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::address::Address;
 use crate::auto_response::AutoResponse;
 use crate::object::{NewSocket, SocketRef};
-use crate::registry::SlotCore;
+use crate::registry::{Settings, SlotCore};
 use crate::socket::Frame;
 use crate::socket_set::{MAX_ATTACHMENT, MAX_TAGS, SocketRecord};
 use crate::storage::view::Storage;
@@ -30,6 +30,7 @@ pub enum SocketError {
 /// Everything an object can do while it handles an event.
 pub struct Context {
     pub(crate) core: Arc<SlotCore>,
+    pub(crate) settings: Arc<Settings>,
     pub(crate) storage: Storage,
     pub(crate) outputs: Vec<Output>,
     pub(crate) health: Arc<Health>,
@@ -47,6 +48,14 @@ impl Context {
     /// The object's name.
     pub fn name(&self) -> &str {
         &self.core.address.name
+    }
+
+    /// The value of type `T` registered with
+    /// [`RuntimeBuilder::setting`](crate::RuntimeBuilder::setting), if any.
+    pub fn setting<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.settings
+            .get(&std::any::TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref())
     }
 
     /// The object's storage.

@@ -6,7 +6,7 @@
 //! only while its instance is live; sending to a slot without one starts an actor. A slot is
 //! removed when it has neither an instance nor sockets.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -217,8 +217,12 @@ impl<O: Object> Class for ClassOf<O> {
     }
 }
 
+/// Values registered with [`RuntimeBuilder::setting`], by type.
+pub(crate) type Settings = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+
 pub(crate) struct Inner {
     pub(crate) config: RuntimeConfig,
+    pub(crate) settings: Arc<Settings>,
     pub(crate) store: Arc<Store>,
     pub(crate) alarms: Arc<Alarms>,
     pub(crate) stats: Arc<Stats>,
@@ -238,6 +242,7 @@ pub struct RuntimeBuilder {
     config: RuntimeConfig,
     backend: Arc<dyn Backend>,
     classes: HashMap<&'static str, Arc<dyn Class>>,
+    settings: Settings,
 }
 
 impl RuntimeBuilder {
@@ -257,6 +262,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Makes `value` readable by every object through [`Context::setting`](crate::Context::setting)
+    /// (one value per type; a later one replaces an earlier one).
+    pub fn setting<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.settings.insert(TypeId::of::<T>(), Arc::new(value));
+        self
+    }
+
     /// Starts the runtime: the storage writer, and the alarm scheduler with every stored alarm.
     /// Must be called inside a tokio runtime.
     pub async fn start(self) -> Result<Runtime, StorageError> {
@@ -269,6 +281,7 @@ impl RuntimeBuilder {
         let rt = Runtime {
             inner: Arc::new(Inner {
                 config: self.config,
+                settings: Arc::new(self.settings),
                 store,
                 alarms: Arc::new(Alarms::default()),
                 stats,
@@ -292,6 +305,7 @@ impl Runtime {
             config,
             backend,
             classes: HashMap::new(),
+            settings: HashMap::new(),
         }
     }
 

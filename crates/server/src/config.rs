@@ -32,8 +32,6 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     /// Path of a PEM public key (RS256/ES256) for client tokens. Default: none.
     pub jwt_public_key: Option<PathBuf>,
-    /// Origins browsers may call from. Default: none (no cross-origin access).
-    pub cors_origins: Vec<String>,
     /// Log output: `pretty` or `json`. Default: `pretty`.
     pub log_format: LogFormat,
     /// Serve the `/ws/echo` conformance endpoint. Default: true.
@@ -55,6 +53,10 @@ pub struct Config {
     pub durability: Durability,
     /// Idle time after which an object is dropped from memory. Default: 10 s.
     pub hibernate_after: Duration,
+    /// Settings of the built-in apps: `counter_history_limit` (default 1000),
+    /// `display_list_limit` (default 100), and `cors_origins`, the origins browsers may call
+    /// from (default none: no cross-origin access).
+    pub apps: switchboard_apps::Settings,
 }
 
 /// A secret value that never prints itself.
@@ -195,13 +197,13 @@ impl Config {
     fn from_raw(raw: &BTreeMap<String, RawValue>) -> Result<Config, ConfigError> {
         let r = Reader(raw);
         let listen = r.parse("listen", "127.0.0.1:8787", "an address like 127.0.0.1:8787")?;
+        let cors_origins = r.list("cors_origins")?;
         Ok(Config {
             listen,
             data_dir: PathBuf::from(r.string("data_dir")?.unwrap_or("./switchboard-data".into())),
             auth_secret: r.secret("auth_secret")?,
             jwt_secret: r.secret("jwt_secret")?,
             jwt_public_key: r.string("jwt_public_key")?.map(PathBuf::from),
-            cors_origins: r.list("cors_origins")?,
             log_format: r.choice(
                 "log_format",
                 &[("pretty", LogFormat::Pretty), ("json", LogFormat::Json)],
@@ -222,6 +224,11 @@ impl Config {
                 Durability::Full,
             )?,
             hibernate_after: r.millis("hibernate_after_ms", 10_000)?,
+            apps: switchboard_apps::Settings {
+                counter_history_limit: r.int("counter_history_limit", 1000, 1, 1_000_000)? as usize,
+                display_list_limit: r.int("display_list_limit", 100, 1, 100_000)? as usize,
+                cors_origins,
+            },
         })
     }
 
@@ -248,13 +255,14 @@ impl Config {
              {}\ncors_origins = {:?}\nlog_format = \"{}\"\necho_enabled = {}\n\
              max_frame_bytes = {}\nmax_body_bytes = {}\nhandshake_timeout_ms = {}\n\
              shutdown_timeout_ms = {}\noutbound_queue_frames = {}\noutbound_queue_bytes = {}\n\
-             durability = \"{}\"\nhibernate_after_ms = {}\n",
+             durability = \"{}\"\nhibernate_after_ms = {}\ncounter_history_limit = {}\n\
+             display_list_limit = {}\n",
             self.listen,
             self.data_dir.display().to_string(),
             mask("auth_secret", &self.auth_secret),
             mask("jwt_secret", &self.jwt_secret),
             opt_path("jwt_public_key", &self.jwt_public_key),
-            self.cors_origins,
+            self.apps.cors_origins,
             log_format,
             self.echo_enabled,
             self.max_frame_bytes,
@@ -265,6 +273,8 @@ impl Config {
             self.outbound_queue.max_bytes,
             durability,
             self.hibernate_after.as_millis(),
+            self.apps.counter_history_limit,
+            self.apps.display_list_limit,
         )
     }
 }

@@ -115,6 +115,7 @@ pub async fn start_with(
         },
         Arc::new(backend),
     );
+    let builder = switchboard_apps::register(builder, &config.apps);
     let runtime = (extension.classes)(builder)
         .start()
         .await
@@ -127,7 +128,8 @@ pub async fn start_with(
         sockets: TaskTracker::new(),
         metrics: telemetry::metrics_handle(),
     };
-    let router = gateway::router(gateway.clone(), extension.routes);
+    let routes = switchboard_apps::routes::<Gateway>(&gateway.config.apps).merge(extension.routes);
+    let router = gateway::router(gateway.clone(), routes);
     tracing::info!(%addr, "switchboard listening");
     let rt = runtime.clone();
     let serving = tokio::spawn(async move {

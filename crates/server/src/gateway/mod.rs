@@ -6,7 +6,6 @@
 //! flushes storage.
 
 pub mod echo;
-pub mod error;
 pub mod object_socket;
 pub mod socket;
 pub mod upgrade;
@@ -29,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secret};
-use error::ApiError;
+use switchboard_apps::http::ApiError;
 
 /// What every request handler can reach.
 #[derive(Clone)]
@@ -63,6 +62,25 @@ impl Gateway {
                 socket::drive(ws, conn, handler, shutdown).await;
             })
         })
+    }
+}
+
+impl switchboard_apps::Host for Gateway {
+    fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    fn auth_secret(&self) -> &str {
+        self.auth_secret.expose()
+    }
+
+    fn connect<O: switchboard_runtime::Object>(
+        &self,
+        req: Request,
+        stub: switchboard_runtime::Stub<O>,
+        info: switchboard_runtime::ConnectInfo,
+    ) -> Response {
+        self.connect_object(req, stub, info)
     }
 }
 

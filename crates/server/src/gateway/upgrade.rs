@@ -13,7 +13,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use super::error::ApiError;
+use switchboard_apps::http::ApiError;
 
 /// The server side of an upgraded connection.
 pub type ServerSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;

@@ -1,0 +1,167 @@
+//! HTTP pieces every app shares: JSON errors, JSON bodies, Bearer auth, CORS.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// An HTTP error as the wire contract wants it: `{"error": "<human sentence>"}` and a status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// For failures of the server itself: the caller learns nothing was done.
+    pub fn unavailable(message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("temporarily unavailable, nothing was changed: {message}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<switchboard_runtime::CallError> for ApiError {
+    fn from(e: switchboard_runtime::CallError) -> Self {
+        ApiError::unavailable(e)
+    }
+}
+
+impl From<switchboard_runtime::StorageError> for ApiError {
+    fn from(e: switchboard_runtime::StorageError) -> Self {
+        ApiError::unavailable(e)
+    }
+}
+
+/// Parses a request body as JSON of type `T`, with a clear error for each way it can be wrong.
+pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, "request body is too large")
+        } else {
+            ApiError::new(
+                status,
+                format!("cannot read request body: {}", rejection.body_text()),
+            )
+        }
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "request body is empty; expected JSON",
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            ApiError::bad_request(format!("request body is not valid JSON: {e}"))
+        }
+        _ => ApiError::bad_request(format!("invalid request body: {e}")),
+    })
+}
+
+/// Checks `Authorization: Bearer <secret>`, in constant time.
+pub fn require_bearer(headers: &HeaderMap, secret: &str) -> Result<(), ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(token) if constant_time_eq(token.as_bytes(), secret.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the Bearer token is not valid",
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer token",
+        )),
+    }
+}
+
+/// Equality whose time depends only on the lengths, not on where the bytes differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// CORS for browser clients from `origins` (`*` allows any); `None` when the list is empty.
+pub fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_checks() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            require_bearer(&h, "s3cret").unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer nope"),
+        );
+        assert!(require_bearer(&h, "s3cret").is_err());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert!(require_bearer(&h, "s3cret").is_ok());
+    }
+
+    #[test]
+    fn json_body_errors() {
+        let e = json_body::<serde_json::Value>(Ok(Bytes::from_static(b"{oops"))).unwrap_err();
+        assert!(e.message.contains("not valid JSON"), "{}", e.message);
+        let e = json_body::<serde_json::Value>(Ok(Bytes::new())).unwrap_err();
+        assert!(e.message.contains("empty"));
+    }
+}
