@@ -11,13 +11,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use switchboard_proto::counter::{
-    Args, HistoryEntry, Metadata, Mutation, Op, SocketRequest, Update, counter_id,
-};
+use switchboard_proto::counter::{Args, HistoryEntry, Metadata, Mutation, Op, SocketRequest, Update, counter_id};
 use switchboard_proto::time::{iso_from_ms, now_ms};
-use switchboard_runtime::{
-    AutoResponse, ConnectInfo, Context, Frame, ListOptions, Object, SocketRef, StorageError,
-};
+use switchboard_runtime::{AutoResponse, ConnectInfo, Context, Frame, ListOptions, Object, SocketRef, StorageError};
 
 use crate::http::{ApiError, json_body};
 use crate::{Host, Settings, valid_name};
@@ -97,15 +93,12 @@ impl Object for Counter {
                     Ok(outcome) => {
                         let mut result = json!({"type": "result", "id": request.id});
                         let fields = match outcome {
-                            Outcome::Mutated(m) => {
-                                serde_json::to_value(m).expect("wire types serialize")
-                            }
+                            Outcome::Mutated(m) => serde_json::to_value(m).expect("wire types serialize"),
                             Outcome::Value(value) => json!({ "value": value }),
                             Outcome::Metadata(m) => json!({ "metadata": m }),
                             Outcome::History(h) => json!({ "history": h }),
                         };
-                        if let (Some(into), Value::Object(from)) = (result.as_object_mut(), fields)
-                        {
+                        if let (Some(into), Value::Object(from)) = (result.as_object_mut(), fields) {
                             into.extend(from);
                         }
                         result
@@ -159,14 +152,16 @@ impl Counter {
                     previous.checked_sub(amount)
                 };
                 let value = value.ok_or_else(|| {
-                    ApiError::bad_request(format!("{} by {amount} would overflow the 64-bit value {previous}; nothing was changed", op.name()))
+                    ApiError::bad_request(format!(
+                        "{} by {amount} would overflow the 64-bit value {previous}; nothing was changed",
+                        op.name()
+                    ))
                 })?;
                 (value, Some(amount))
             }
             Op::SetValue => (
-                args.value.ok_or_else(|| {
-                    ApiError::bad_request("setValue needs an integer field `value`")
-                })?,
+                args.value
+                    .ok_or_else(|| ApiError::bad_request("setValue needs an integer field `value`"))?,
                 None,
             ),
             Op::Reset => (0, None),
@@ -191,9 +186,7 @@ impl Counter {
             previous_value: previous,
             timestamp: iso_from_ms(now),
         };
-        let limit = ctx
-            .setting::<Settings>()
-            .map_or(1000, |s| s.counter_history_limit) as u64;
+        let limit = ctx.setting::<Settings>().map_or(1000, |s| s.counter_history_limit) as u64;
         let storage = ctx.storage();
         storage.put(STATE, &stored)?;
         storage.put(&history_key(seq), &entry)?;
@@ -219,11 +212,7 @@ impl Counter {
         Ok(Outcome::Mutated(mutation))
     }
 
-    async fn history(
-        &self,
-        ctx: &mut Context,
-        limit: Option<u32>,
-    ) -> Result<Vec<HistoryEntry>, ApiError> {
+    async fn history(&self, ctx: &mut Context, limit: Option<u32>) -> Result<Vec<HistoryEntry>, ApiError> {
         let limit = limit.unwrap_or(50);
         if limit == 0 || limit > MAX_HISTORY_LIMIT {
             return Err(ApiError::bad_request(format!(
@@ -250,18 +239,12 @@ async fn rpc<H: Host>(
     Path(method): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let op = method
-        .strip_prefix("counter.")
-        .and_then(Op::from_name)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "unknown operation {method:?}; operations: counter.{{{}}}",
-                    Op::list()
-                ),
-            )
-        })?;
+    let op = method.strip_prefix("counter.").and_then(Op::from_name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown operation {method:?}; operations: counter.{{{}}}", Op::list()),
+        )
+    })?;
     let args: Args = json_body(body)?;
     let name = args
         .name
@@ -276,11 +259,7 @@ async fn rpc<H: Host>(
     Ok(Json(reply))
 }
 
-async fn socket<H: Host>(
-    State(host): State<H>,
-    Path(name): Path<String>,
-    req: Request,
-) -> Response {
+async fn socket<H: Host>(State(host): State<H>, Path(name): Path<String>, req: Request) -> Response {
     if let Err(e) = valid_name("counter name", &name) {
         return axum::response::IntoResponse::into_response(e);
     }

@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 use switchboard_proto::display::{Init, SessionState, Slot, validate_update};
 use switchboard_proto::time::now_ms;
 use switchboard_runtime::{
-    AutoResponse, ConnectInfo, Context, Frame, ListOptions, NewSocket, Object, SocketRef,
-    StorageError,
+    AutoResponse, ConnectInfo, Context, Frame, ListOptions, NewSocket, Object, SocketRef, StorageError,
 };
 
 use crate::http::{ApiError, json_body, require_bearer};
@@ -107,9 +106,7 @@ impl Object for Session {
                 let Some(meta) = self.meta.as_mut() else {
                     return Err(self.not_initialised());
                 };
-                let limit = ctx
-                    .setting::<Settings>()
-                    .map_or(100, |s| s.display_list_limit);
+                let limit = ctx.setting::<Settings>().map_or(100, |s| s.display_list_limit);
                 let storage = ctx.storage();
                 let (list, prefix) = match Slot::for_type(&kind) {
                     Slot::CurrentOrder => {
@@ -166,11 +163,7 @@ impl Session {
             state.started_at = Some(meta.started_at);
             state.current_order = meta.current_order.clone();
             state.transcriptions = self.transcriptions.iter().map(|(_, v)| v.clone()).collect();
-            state.display_updates = self
-                .display_updates
-                .iter()
-                .map(|(_, v)| v.clone())
-                .collect();
+            state.display_updates = self.display_updates.iter().map(|(_, v)| v.clone()).collect();
         }
         state
     }
@@ -237,8 +230,7 @@ async fn update<H: Host>(
 ) -> Result<Json<Value>, ApiError> {
     require_bearer(&headers, host.auth_secret())?;
     valid_name("session id", &id)?;
-    let (update, kind) =
-        validate_update(json_body(body)?, now_ms()).map_err(ApiError::bad_request)?;
+    let (update, kind) = validate_update(json_body(body)?, now_ms()).map_err(ApiError::bad_request)?;
     let reply = host
         .runtime()
         .object::<Session>(&id)
@@ -247,10 +239,7 @@ async fn update<H: Host>(
     Ok(Json(reply))
 }
 
-async fn state<H: Host>(
-    State(host): State<H>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn state<H: Host>(State(host): State<H>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     valid_name("session id", &id)?;
     Ok(Json(
         host.runtime()

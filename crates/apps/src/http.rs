@@ -42,11 +42,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
     }
 }
 
@@ -69,16 +65,11 @@ pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Re
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(status, "request body is too large")
         } else {
-            ApiError::new(
-                status,
-                format!("cannot read request body: {}", rejection.body_text()),
-            )
+            ApiError::new(status, format!("cannot read request body: {}", rejection.body_text()))
         }
     })?;
     if bytes.is_empty() {
-        return Err(ApiError::bad_request(
-            "request body is empty; expected JSON",
-        ));
+        return Err(ApiError::bad_request("request body is empty; expected JSON"));
     }
     serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
@@ -97,10 +88,7 @@ pub fn require_bearer(headers: &HeaderMap, secret: &str) -> Result<(), ApiError>
         .map(str::trim);
     match token {
         Some(token) if constant_time_eq(token.as_bytes(), secret.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "the Bearer token is not valid",
-        )),
+        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "the Bearer token is not valid")),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing Authorization: Bearer token",
@@ -145,15 +133,9 @@ mod tests {
             require_bearer(&h, "s3cret").unwrap_err().status,
             StatusCode::UNAUTHORIZED
         );
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer nope"),
-        );
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer nope"));
         assert!(require_bearer(&h, "s3cret").is_err());
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer s3cret"),
-        );
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer s3cret"));
         assert!(require_bearer(&h, "s3cret").is_ok());
     }
 

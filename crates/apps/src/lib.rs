@@ -52,9 +52,7 @@ pub fn register(builder: RuntimeBuilder, settings: &Settings) -> RuntimeBuilder 
 
 /// Every app's routes.
 pub fn routes<H: Host>(settings: &Settings) -> Router<H> {
-    let router = Router::new()
-        .merge(counter::routes())
-        .merge(display::routes());
+    let router = Router::new().merge(counter::routes()).merge(display::routes());
     match http::cors(&settings.cors_origins) {
         Some(cors) => router.layer(cors),
         None => router,

@@ -45,10 +45,7 @@ impl Op {
 
     /// Whether the operation changes the counter (and so is stored and broadcast).
     pub fn is_mutation(self) -> bool {
-        matches!(
-            self,
-            Op::Increment | Op::Decrement | Op::SetValue | Op::Reset
-        )
+        matches!(self, Op::Increment | Op::Decrement | Op::SetValue | Op::Reset)
     }
 
     /// `increment, decrement, …` for error messages.
@@ -149,8 +146,7 @@ mod tests {
 
     #[test]
     fn socket_request_parses_with_any_id() {
-        let r: SocketRequest =
-            serde_json::from_str(r#"{"type":"increment","amount":5,"id":"c1"}"#).unwrap();
+        let r: SocketRequest = serde_json::from_str(r#"{"type":"increment","amount":5,"id":"c1"}"#).unwrap();
         assert_eq!(
             (r.kind.as_str(), r.args.amount, r.id.as_str()),
             ("increment", Some(5), Some("c1"))

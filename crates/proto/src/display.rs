@@ -82,11 +82,7 @@ mod tests {
         assert_eq!((kind.as_str(), &u["timestamp"]), ("dish_card", &json!(42)));
         let (u, _) = validate_update(json!({"type": "menu", "timestamp": 7}), 42).unwrap();
         assert_eq!(u["timestamp"], 7);
-        assert!(
-            validate_update(json!({"x": 1}), 0)
-                .unwrap_err()
-                .contains("type")
-        );
+        assert!(validate_update(json!({"x": 1}), 0).unwrap_err().contains("type"));
         assert!(validate_update(json!({"type": 3}), 0).is_err());
         assert!(validate_update(json!([1]), 0).is_err());
     }

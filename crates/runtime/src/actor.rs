@@ -195,8 +195,7 @@ fn finish_event(rt: &Runtime, core: &SlotCore, ctx: &mut Context) {
         rt.inner.alarms.set(&core.address, change);
         ctx.alarm_now = change;
     }
-    if ops.iter().any(|op| matches!(op, WriteOp::DeleteAll))
-        && !ops.iter().any(|op| matches!(op, WriteOp::SetAlarm(_)))
+    if ops.iter().any(|op| matches!(op, WriteOp::DeleteAll)) && !ops.iter().any(|op| matches!(op, WriteOp::SetAlarm(_)))
     {
         rt.inner.alarms.set(&core.address, None);
         ctx.alarm_now = None;
@@ -219,8 +218,6 @@ fn finish_event(rt: &Runtime, core: &SlotCore, ctx: &mut Context) {
             }
         }
     }
-    rt.inner
-        .store
-        .hold(ctx.storage.last_ticket, &ctx.health, outputs);
+    rt.inner.store.hold(ctx.storage.last_ticket, &ctx.health, outputs);
     ctx.storage.trim();
 }

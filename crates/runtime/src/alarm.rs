@@ -78,9 +78,7 @@ pub(crate) async fn run(inner: Weak<Inner>) {
             rt.fire_alarm(address);
         }
         drop(rt);
-        let wait = next.map(|at| {
-            Duration::from_millis((at - switchboard_proto::time::now_ms()).max(0) as u64)
-        });
+        let wait = next.map(|at| Duration::from_millis((at - switchboard_proto::time::now_ms()).max(0) as u64));
         let sleep = async {
             match wait {
                 Some(d) => tokio::time::sleep(d).await,

@@ -102,21 +102,14 @@ mod tests {
     /// A JSON match ignores key order, whitespace and extra fields; the time is substituted.
     #[test]
     fn json_match_and_template() {
-        let ar = AutoResponse::json(
-            json!({"type": "ping"}),
-            r#"{"type":"pong","timestamp":{{now_ms}}}"#,
-        );
+        let ar = AutoResponse::json(json!({"type": "ping"}), r#"{"type":"pong","timestamp":{{now_ms}}}"#);
         assert_eq!(
-            ar.respond(r#"{ "id": 3,  "type" : "ping" }"#, 42)
-                .as_deref(),
+            ar.respond(r#"{ "id": 3,  "type" : "ping" }"#, 42).as_deref(),
             Some(r#"{"type":"pong","timestamp":42}"#)
         );
         assert_eq!(ar.respond(r#"{"type":"pong"}"#, 42), None);
         assert_eq!(ar.respond("not json", 42), None);
-        let iso = AutoResponse::json(
-            json!({"type": "ping"}),
-            r#"{"type":"pong","timestamp":"{{now_iso}}"}"#,
-        );
+        let iso = AutoResponse::json(json!({"type": "ping"}), r#"{"type":"pong","timestamp":"{{now_iso}}"}"#);
         assert_eq!(
             iso.respond(r#"{"type":"ping"}"#, 0).as_deref(),
             Some(r#"{"type":"pong","timestamp":"1970-01-01T00:00:00.000Z"}"#)

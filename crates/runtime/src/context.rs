@@ -108,11 +108,7 @@ impl Context {
     }
 
     /// Sets the socket's attachment (at most 16 KiB encoded); it survives hibernation.
-    pub fn set_attachment<T: Serialize>(
-        &mut self,
-        socket: &SocketRef,
-        value: &T,
-    ) -> Result<(), SocketError> {
+    pub fn set_attachment<T: Serialize>(&mut self, socket: &SocketRef, value: &T) -> Result<(), SocketError> {
         let bytes = serde_json::to_vec(value).map_err(|e| SocketError::Encode(e.to_string()))?;
         if bytes.len() > MAX_ATTACHMENT {
             return Err(SocketError::AttachmentTooLarge(bytes.len()));
@@ -135,8 +131,7 @@ impl Context {
 
     /// Sends `value` as a JSON text frame to one socket.
     pub fn send_json<T: Serialize + ?Sized>(&mut self, socket: &SocketRef, value: &T) {
-        let text = serde_json::to_string(value)
-            .expect("serializing to a string cannot fail for wire types");
+        let text = serde_json::to_string(value).expect("serializing to a string cannot fail for wire types");
         self.send(socket, Frame::text(text));
     }
 
@@ -164,11 +159,7 @@ impl Context {
     /// Sets (or with `None` removes) the request the gateway answers without waking this
     /// object. It stays while the object hibernates.
     pub fn set_auto_response(&mut self, auto_response: Option<AutoResponse>) {
-        *self
-            .core
-            .auto_response
-            .write()
-            .expect("auto-response lock poisoned") = auto_response.map(Arc::new);
+        *self.core.auto_response.write().expect("auto-response lock poisoned") = auto_response.map(Arc::new);
     }
 
     /// When the gateway last auto-responded on `socket` (ms since the epoch; 0: never).

@@ -61,10 +61,7 @@ pub use auto_response::{AutoResponse, RequestMatch};
 pub use context::{Context, SocketError};
 pub use object::{AlarmResult, ConnectInfo, NewSocket, Object, SocketRef};
 pub use registry::{CallError, ObjectSocket, Runtime, RuntimeBuilder, RuntimeConfig, Stub};
-pub use socket::{
-    Batch, CLOSE_POLICY, CloseReason, Frame, QueueLimits, SendError, SocketConn, SocketId,
-    Utf8Bytes,
-};
+pub use socket::{Batch, CLOSE_POLICY, CloseReason, Frame, QueueLimits, SendError, SocketConn, SocketId, Utf8Bytes};
 pub use socket_set::{MAX_ATTACHMENT, MAX_TAGS};
 pub use stats::StatsSnapshot;
 pub use storage::view::{Storage, Transaction};

@@ -29,30 +29,17 @@ pub trait Object: Sized + Send + 'static {
     fn start(ctx: &mut Context) -> impl Future<Output = Result<Self, StorageError>> + Send;
 
     /// Handles a call.
-    fn on_request(
-        &mut self,
-        ctx: &mut Context,
-        request: Self::Request,
-    ) -> impl Future<Output = Self::Reply> + Send;
+    fn on_request(&mut self, ctx: &mut Context, request: Self::Request) -> impl Future<Output = Self::Reply> + Send;
 
     /// A client opened a socket to this object. Accept it with [`Context::accept`]; a socket
     /// that is not accepted is closed. By default every socket is accepted without tags.
-    fn on_connect(
-        &mut self,
-        ctx: &mut Context,
-        socket: NewSocket,
-    ) -> impl Future<Output = ()> + Send {
+    fn on_connect(&mut self, ctx: &mut Context, socket: NewSocket) -> impl Future<Output = ()> + Send {
         let _ = ctx.accept(socket, &[]);
         async {}
     }
 
     /// A frame arrived on one of this object's sockets (and no auto-response matched it).
-    fn on_message(
-        &mut self,
-        ctx: &mut Context,
-        socket: SocketRef,
-        frame: Frame,
-    ) -> impl Future<Output = ()> + Send {
+    fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, frame: Frame) -> impl Future<Output = ()> + Send {
         let _ = (ctx, socket, frame);
         async {}
     }

@@ -98,21 +98,8 @@ pub(crate) trait AnySlot: Send + Sync + 'static {
     fn is_live(&self) -> bool;
     /// Removes the slot if it has neither an instance nor sockets. Called under the registry lock.
     fn remove_if_unused(&self) -> bool;
-    fn message(
-        self: Arc<Self>,
-        rt: &Runtime,
-        id: SocketId,
-        frame: Frame,
-        done: oneshot::Sender<()>,
-    );
-    fn close(
-        self: Arc<Self>,
-        rt: &Runtime,
-        id: SocketId,
-        code: u16,
-        reason: String,
-        done: oneshot::Sender<()>,
-    );
+    fn message(self: Arc<Self>, rt: &Runtime, id: SocketId, frame: Frame, done: oneshot::Sender<()>);
+    fn close(self: Arc<Self>, rt: &Runtime, id: SocketId, code: u16, reason: String, done: oneshot::Sender<()>);
 }
 
 impl<O: Object> Slot<O> {
@@ -181,25 +168,12 @@ impl<O: Object> AnySlot for Slot<O> {
         state.removed
     }
 
-    fn message(
-        self: Arc<Self>,
-        rt: &Runtime,
-        id: SocketId,
-        frame: Frame,
-        done: oneshot::Sender<()>,
-    ) {
+    fn message(self: Arc<Self>, rt: &Runtime, id: SocketId, frame: Frame, done: oneshot::Sender<()>) {
         // A slot with sockets is never removed, so the event always lands.
         let _ = self.send(rt, Event::Message(id, frame, done));
     }
 
-    fn close(
-        self: Arc<Self>,
-        rt: &Runtime,
-        id: SocketId,
-        code: u16,
-        reason: String,
-        done: oneshot::Sender<()>,
-    ) {
+    fn close(self: Arc<Self>, rt: &Runtime, id: SocketId, code: u16, reason: String, done: oneshot::Sender<()>) {
         let _ = self.send(rt, Event::Close(id, code, reason, done));
     }
 }
@@ -251,14 +225,8 @@ impl RuntimeBuilder {
     /// # Panics
     /// If another class with the same `CLASS` name is registered.
     pub fn class<O: Object>(mut self) -> Self {
-        let previous = self
-            .classes
-            .insert(O::CLASS, Arc::new(ClassOf::<O>(PhantomData)));
-        assert!(
-            previous.is_none(),
-            "object class {:?} registered twice",
-            O::CLASS
-        );
+        let previous = self.classes.insert(O::CLASS, Arc::new(ClassOf::<O>(PhantomData)));
+        assert!(previous.is_none(), "object class {:?} registered twice", O::CLASS);
         self
     }
 
@@ -369,9 +337,7 @@ impl Runtime {
                 })
             })
             .clone();
-        slot.as_any()
-            .downcast::<Slot<O>>()
-            .expect("one class per class name")
+        slot.as_any().downcast::<Slot<O>>().expect("one class per class name")
     }
 
     pub(crate) fn deliver<O: Object>(&self, name: &str, mut event: Event<O>) {
@@ -436,11 +402,7 @@ impl<O: Object> Stub<O> {
 
     /// Offers a new socket to the object. On acceptance, returns the handle through which the
     /// gateway delivers the socket's frames and its close.
-    pub async fn connect(
-        &self,
-        conn: Arc<SocketConn>,
-        info: ConnectInfo,
-    ) -> Result<Option<ObjectSocket>, CallError> {
+    pub async fn connect(&self, conn: Arc<SocketConn>, info: ConnectInfo) -> Result<Option<ObjectSocket>, CallError> {
         let (tx, rx) = oneshot::channel();
         let socket = NewSocket {
             conn: conn.clone(),
@@ -483,28 +445,20 @@ impl ObjectSocket {
                 if let Some(response) = auto.respond(text, now) {
                     let _ = self.conn.send(Frame::text(response));
                     self.conn.set_last_auto_response_ms(now as u64);
-                    self.rt
-                        .inner
-                        .stats
-                        .auto_responses
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.rt.inner.stats.auto_responses.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }
         }
         let (tx, rx) = oneshot::channel();
-        self.slot
-            .clone()
-            .message(&self.rt, self.conn.id(), frame, tx);
+        self.slot.clone().message(&self.rt, self.conn.id(), frame, tx);
         let _ = rx.await;
     }
 
     /// Delivers the socket's close; returns once the object has handled it.
     pub async fn closed(&self, code: u16, reason: String) {
         let (tx, rx) = oneshot::channel();
-        self.slot
-            .clone()
-            .close(&self.rt, self.conn.id(), code, reason, tx);
+        self.slot.clone().close(&self.rt, self.conn.id(), code, reason, tx);
         let _ = rx.await;
     }
 }

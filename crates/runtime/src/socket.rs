@@ -175,11 +175,7 @@ impl SocketConn {
 
     /// True once a close was asked for.
     pub fn is_closing(&self) -> bool {
-        self.outbound
-            .lock()
-            .expect("socket queue poisoned")
-            .close
-            .is_some()
+        self.outbound.lock().expect("socket queue poisoned").close.is_some()
     }
 
     /// Waits for the next batch to write. Called by the socket's one writer task only.
@@ -215,10 +211,7 @@ mod tests {
     use super::*;
 
     fn conn(max_frames: usize, max_bytes: usize) -> SocketConn {
-        SocketConn::new(QueueLimits {
-            max_frames,
-            max_bytes,
-        })
+        SocketConn::new(QueueLimits { max_frames, max_bytes })
     }
 
     /// Frames come out in order, then the close that followed them.

@@ -83,9 +83,7 @@ impl SocketSet {
     pub(crate) fn broadcast(&self, frame: &Frame, tag: Option<&str>, except: &[SocketId]) {
         let records = self.lock();
         for record in records.values() {
-            if tag.is_some_and(|t| !record.tags.iter().any(|x| &**x == t))
-                || except.contains(&record.conn.id())
-            {
+            if tag.is_some_and(|t| !record.tags.iter().any(|x| &**x == t)) || except.contains(&record.conn.id()) {
                 continue;
             }
             // A full queue closes that socket; the broadcast goes on to the others.

@@ -137,20 +137,12 @@ impl Store {
     }
 
     /// Queues one event's writes; returns its ticket.
-    pub(crate) fn submit(
-        &self,
-        writes: ObjectWrites,
-        health: Arc<Health>,
-    ) -> Result<u64, StorageError> {
+    pub(crate) fn submit(&self, writes: ObjectWrites, health: Arc<Health>) -> Result<u64, StorageError> {
         let mut sub = self.submitter.lock().expect("submitter poisoned");
         let ticket = sub.next_ticket;
         let jobs = sub.jobs.as_ref().ok_or(StorageError::Closed)?;
-        jobs.send(Job::Write {
-            ticket,
-            writes,
-            health,
-        })
-        .map_err(|_| StorageError::Closed)?;
+        jobs.send(Job::Write { ticket, writes, health })
+            .map_err(|_| StorageError::Closed)?;
         sub.next_ticket += 1;
         Ok(ticket)
     }
@@ -204,12 +196,7 @@ impl Store {
 
     /// Commits everything submitted so far and stops the writer thread.
     pub(crate) fn close(&self) {
-        let jobs = self
-            .submitter
-            .lock()
-            .expect("submitter poisoned")
-            .jobs
-            .take();
+        let jobs = self.submitter.lock().expect("submitter poisoned").jobs.take();
         if let Some(jobs) = jobs {
             let (tx, rx) = mpsc::channel();
             if jobs.send(Job::Flush(tx)).is_ok() {

@@ -8,8 +8,7 @@ use std::time::Duration;
 use switchboard_runtime::storage::memory::MemoryBackend;
 use switchboard_runtime::storage::{Backend, ListOptions, ObjectWrites, StorageError};
 use switchboard_runtime::{
-    Address, CallError, ConnectInfo, Context, Frame, Object, QueueLimits, Runtime, RuntimeConfig,
-    SocketConn,
+    Address, CallError, ConnectInfo, Context, Frame, Object, QueueLimits, Runtime, RuntimeConfig, SocketConn,
 };
 
 /// Adds to a stored value and broadcasts the result.
@@ -119,18 +118,13 @@ async fn outputs_wait_for_their_commit() {
     let stub = rt.object::<Adder>("a");
     let call = tokio::spawn(async move { stub.call(5).await });
     assert!(
-        next_frame(&conn, Duration::from_millis(200))
-            .await
-            .is_none(),
+        next_frame(&conn, Duration::from_millis(200)).await.is_none(),
         "broadcast leaked before commit"
     );
     assert!(!call.is_finished(), "reply leaked before commit");
     valve.set(true);
     assert_eq!(call.await.unwrap().unwrap(), 5);
-    assert_eq!(
-        next_frame(&conn, Duration::from_secs(5)).await,
-        Some(Frame::text("5"))
-    );
+    assert_eq!(next_frame(&conn, Duration::from_secs(5)).await, Some(Frame::text("5")));
     rt.shutdown().await;
 }
 
@@ -172,17 +166,12 @@ async fn failed_commit_drops_outputs_and_resets_the_object() {
     let conn = subscriber(&rt, "f").await;
     let stub = rt.object::<Adder>("f");
     assert_eq!(stub.call(1).await.unwrap(), 1);
-    assert_eq!(
-        next_frame(&conn, Duration::from_secs(5)).await,
-        Some(Frame::text("1"))
-    );
+    assert_eq!(next_frame(&conn, Duration::from_secs(5)).await, Some(Frame::text("1")));
 
     backend.fail_commits(true);
     assert!(matches!(stub.call(10).await, Err(CallError::CommitFailed)));
     assert!(
-        next_frame(&conn, Duration::from_millis(200))
-            .await
-            .is_none(),
+        next_frame(&conn, Duration::from_millis(200)).await.is_none(),
         "a lost write was broadcast"
     );
     backend.fail_commits(false);
@@ -194,10 +183,7 @@ async fn failed_commit_drops_outputs_and_resets_the_object() {
     );
     assert_eq!(rt.stats().evictions, 1);
     assert_eq!(stub.call(2).await.unwrap(), 3);
-    assert_eq!(
-        next_frame(&conn, Duration::from_secs(5)).await,
-        Some(Frame::text("3"))
-    );
+    assert_eq!(next_frame(&conn, Duration::from_secs(5)).await, Some(Frame::text("3")));
     rt.shutdown().await;
 }
 

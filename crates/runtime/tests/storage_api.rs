@@ -5,9 +5,7 @@
 use std::sync::Arc;
 
 use switchboard_runtime::storage::sqlite::SqliteBackend;
-use switchboard_runtime::{
-    Context, Durability, ListOptions, Object, Runtime, RuntimeConfig, StorageError,
-};
+use switchboard_runtime::{Context, Durability, ListOptions, Object, Runtime, RuntimeConfig, StorageError};
 
 /// Runs a scripted sequence of storage operations and reports what it saw.
 struct Scratch;
@@ -35,8 +33,7 @@ impl Object for Scratch {
                 }
                 // Visible before the event ends, before any commit.
                 let own: Option<i64> = s.get("a:2").await?;
-                let listed: Vec<(String, i64)> =
-                    s.list(ListOptions::prefix("a:").reverse().limit(2)).await?;
+                let listed: Vec<(String, i64)> = s.list(ListOptions::prefix("a:").reverse().limit(2)).await?;
                 s.delete("a:3");
                 let mut tx = s.transaction();
                 tx.put("t", &"rolled back")?;
@@ -69,38 +66,19 @@ async fn storage_semantics_and_persistence() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
     let rt = open(&db).await;
-    let seen = rt
-        .object::<Scratch>("x")
-        .call(Op::Script)
-        .await
-        .unwrap()
-        .unwrap();
+    let seen = rt.object::<Scratch>("x").call(Op::Script).await.unwrap().unwrap();
     assert_eq!(seen["own"], 2);
     assert_eq!(seen["listed"], serde_json::json!([["a:3", 3], ["a:2", 2]]));
     assert_eq!(seen["in_tx"], "kept");
     rt.shutdown().await;
 
     let rt = open(&db).await;
-    let all = rt
-        .object::<Scratch>("x")
-        .call(Op::Read)
-        .await
-        .unwrap()
-        .unwrap();
+    let all = rt.object::<Scratch>("x").call(Op::Read).await.unwrap().unwrap();
     assert_eq!(
         all,
         serde_json::json!([["a:1", 1], ["a:2", 2], ["b:1", 10], ["t", "kept"]])
     );
-    let other = rt
-        .object::<Scratch>("y")
-        .call(Op::Read)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        other,
-        serde_json::json!([]),
-        "objects do not see each other's keys"
-    );
+    let other = rt.object::<Scratch>("y").call(Op::Read).await.unwrap().unwrap();
+    assert_eq!(other, serde_json::json!([]), "objects do not see each other's keys");
     rt.shutdown().await;
 }

@@ -89,18 +89,11 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadFile { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid TOML: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("unknown configuration key `{key}` ({origin}); known keys: {known}")]
-    UnknownKey {
-        key: String,
-        origin: String,
-        known: String,
-    },
+    UnknownKey { key: String, origin: String, known: String },
     #[error("bad value for `{key}` ({origin}): {message}")]
     BadValue {
         key: String,
@@ -121,17 +114,9 @@ enum Kind {
 const KEYS: &[(&str, Kind, &str)] = &[
     ("listen", Kind::Str, "address:port to serve on"),
     ("data_dir", Kind::Str, "storage folder"),
-    (
-        "auth_secret",
-        Kind::Str,
-        "Bearer secret of server-side APIs",
-    ),
+    ("auth_secret", Kind::Str, "Bearer secret of server-side APIs"),
     ("jwt_secret", Kind::Str, "HS256 secret for client tokens"),
-    (
-        "jwt_public_key",
-        Kind::Str,
-        "PEM public key path for client tokens",
-    ),
+    ("jwt_public_key", Kind::Str, "PEM public key path for client tokens"),
     ("cors_origins", Kind::List, "browser origin allow-list"),
     ("log_format", Kind::Str, "pretty or json"),
     ("echo_enabled", Kind::Bool, "serve /ws/echo"),
@@ -139,18 +124,12 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("max_body_bytes", Kind::Int, "largest HTTP request body"),
     ("handshake_timeout_ms", Kind::Int, "request header deadline"),
     ("shutdown_timeout_ms", Kind::Int, "graceful shutdown bound"),
-    (
-        "outbound_queue_frames",
-        Kind::Int,
-        "per-socket queue, frames",
-    ),
+    ("outbound_queue_frames", Kind::Int, "per-socket queue, frames"),
     ("outbound_queue_bytes", Kind::Int, "per-socket queue, bytes"),
     ("durability", Kind::Str, "full or normal"),
-    (
-        "hibernate_after_ms",
-        Kind::Int,
-        "idle time before hibernation",
-    ),
+    ("hibernate_after_ms", Kind::Int, "idle time before hibernation"),
+    ("counter_history_limit", Kind::Int, "history entries kept per counter"),
+    ("display_list_limit", Kind::Int, "entries kept per display list"),
 ];
 
 const SECRET_KEYS: &[&str] = &["auth_secret", "jwt_secret"];
@@ -280,16 +259,11 @@ impl Config {
 }
 
 fn known_keys() -> String {
-    KEYS.iter()
-        .map(|(k, _, _)| *k)
-        .collect::<Vec<_>>()
-        .join(", ")
+    KEYS.iter().map(|(k, _, _)| *k).collect::<Vec<_>>().join(", ")
 }
 
 fn kind_of(key: &str) -> Option<Kind> {
-    KEYS.iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, kind, _)| *kind)
+    KEYS.iter().find(|(k, _, _)| *k == key).map(|(_, kind, _)| *kind)
 }
 
 fn merge(sources: &Sources) -> Result<BTreeMap<String, RawValue>, ConfigError> {
@@ -384,11 +358,7 @@ impl Reader<'_> {
     fn bad(&self, key: &str, message: String) -> ConfigError {
         ConfigError::BadValue {
             key: key.into(),
-            origin: self
-                .0
-                .get(key)
-                .map(|r| r.origin.clone())
-                .unwrap_or_default(),
+            origin: self.0.get(key).map(|r| r.origin.clone()).unwrap_or_default(),
             message,
         }
     }
@@ -405,19 +375,12 @@ impl Reader<'_> {
         debug_assert!(SECRET_KEYS.contains(&key));
         match self.string(key)? {
             None => Ok(None),
-            Some(s) if s.len() < 16 => {
-                Err(self.bad(key, "a secret must be at least 16 characters long".into()))
-            }
+            Some(s) if s.len() < 16 => Err(self.bad(key, "a secret must be at least 16 characters long".into())),
             Some(s) => Ok(Some(Secret(s))),
         }
     }
 
-    fn parse<T: std::str::FromStr>(
-        &self,
-        key: &str,
-        default: &str,
-        expected: &str,
-    ) -> Result<T, ConfigError> {
+    fn parse<T: std::str::FromStr>(&self, key: &str, default: &str, expected: &str) -> Result<T, ConfigError> {
         let text = self.string(key)?.unwrap_or_else(|| default.into());
         text.parse()
             .map_err(|_| self.bad(key, format!("expected {expected}, got {text:?}")))
@@ -470,12 +433,7 @@ impl Reader<'_> {
         }
     }
 
-    fn choice<T: Copy>(
-        &self,
-        key: &str,
-        options: &[(&str, T)],
-        default: T,
-    ) -> Result<T, ConfigError> {
+    fn choice<T: Copy>(&self, key: &str, options: &[(&str, T)], default: T) -> Result<T, ConfigError> {
         let Some(text) = self.string(key)? else {
             return Ok(default);
         };
@@ -485,10 +443,7 @@ impl Reader<'_> {
             .map(|(_, v)| *v)
             .ok_or_else(|| {
                 let names: Vec<_> = options.iter().map(|(n, _)| *n).collect();
-                self.bad(
-                    key,
-                    format!("expected one of {}, got {text:?}", names.join(", ")),
-                )
+                self.bad(key, format!("expected one of {}, got {text:?}", names.join(", ")))
             })
     }
 }
@@ -498,10 +453,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     /// With nothing given, the documented defaults hold.
@@ -565,10 +517,7 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("SWITCHBOARD_LISTN") && err.contains("known keys"),
-            "{err}"
-        );
+        assert!(err.contains("SWITCHBOARD_LISTN") && err.contains("known keys"), "{err}");
 
         let err = Config::load(&Sources {
             flags: vec![("durability".into(), "sometimes".into())],
@@ -576,10 +525,7 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("durability") && err.contains("full, normal"),
-            "{err}"
-        );
+        assert!(err.contains("durability") && err.contains("full, normal"), "{err}");
     }
 
     /// Secrets never show in debug output or the masked dump.

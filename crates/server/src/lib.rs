@@ -64,11 +64,7 @@ impl Extension {
 
 /// Opens storage in the data folder and serves the built-in apps on `listener` until
 /// `shutdown` is cancelled.
-pub async fn start(
-    config: Config,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<Server> {
+pub async fn start(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<Server> {
     start_with(config, listener, shutdown, Extension::none()).await
 }
 
@@ -82,27 +78,14 @@ pub async fn start_with(
     let addr = listener.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data folder {}", config.data_dir.display()))?;
-    let (auth_secret, source) =
-        secret::load_or_create(config.auth_secret.as_ref(), &config.data_dir).with_context(
-            || {
-                format!(
-                    "cannot read or create the auth secret in {}",
-                    config.data_dir.display()
-                )
-            },
-        )?;
+    let (auth_secret, source) = secret::load_or_create(config.auth_secret.as_ref(), &config.data_dir)
+        .with_context(|| format!("cannot read or create the auth secret in {}", config.data_dir.display()))?;
     match source {
         secret::SecretSource::Configured => tracing::info!("using the configured auth secret"),
-        secret::SecretSource::File {
-            path,
-            generated: true,
-        } => {
+        secret::SecretSource::File { path, generated: true } => {
             tracing::info!(path = %path.display(), "generated a new auth secret; Bearer clients read it from this file")
         }
-        secret::SecretSource::File {
-            path,
-            generated: false,
-        } => {
+        secret::SecretSource::File { path, generated: false } => {
             tracing::info!(path = %path.display(), "using the auth secret stored in the data folder")
         }
     }

@@ -22,23 +22,14 @@ pub enum SecretSource {
 
 /// The configured secret, else the one in `<data_dir>/auth_secret`, else a new random one
 /// written there with mode 0600.
-pub fn load_or_create(
-    configured: Option<&Secret>,
-    data_dir: &Path,
-) -> std::io::Result<(Secret, SecretSource)> {
+pub fn load_or_create(configured: Option<&Secret>, data_dir: &Path) -> std::io::Result<(Secret, SecretSource)> {
     if let Some(secret) = configured {
         return Ok((secret.clone(), SecretSource::Configured));
     }
     let path = data_dir.join(AUTH_SECRET_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => {
-            return Ok((
-                Secret::new(text.trim()),
-                SecretSource::File {
-                    path,
-                    generated: false,
-                },
-            ));
+            return Ok((Secret::new(text.trim()), SecretSource::File { path, generated: false }));
         }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -55,13 +46,7 @@ pub fn load_or_create(
         .open(&path)?;
     file.write_all(value.as_bytes())?;
     file.sync_all()?;
-    Ok((
-        Secret::new(value),
-        SecretSource::File {
-            path,
-            generated: true,
-        },
-    ))
+    Ok((Secret::new(value), SecretSource::File { path, generated: true }))
 }
 
 #[cfg(test)]
@@ -76,13 +61,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let (first, source) = load_or_create(None, &dir).unwrap();
-        assert!(matches!(
-            source,
-            SecretSource::File {
-                generated: true,
-                ..
-            }
-        ));
+        assert!(matches!(source, SecretSource::File { generated: true, .. }));
         assert_eq!(first.expose().len(), 64);
         let mode = std::fs::metadata(dir.join(AUTH_SECRET_FILE))
             .unwrap()
@@ -91,12 +70,6 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let (second, source) = load_or_create(None, &dir).unwrap();
         assert_eq!(first, second);
-        assert!(matches!(
-            source,
-            SecretSource::File {
-                generated: false,
-                ..
-            }
-        ));
+        assert!(matches!(source, SecretSource::File { generated: false, .. }));
     }
 }

@@ -41,22 +41,10 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!(
-        "switchboard_connections_open",
-        "WebSocket connections open now"
-    );
-    describe_counter!(
-        "switchboard_frames_in_total",
-        "Data frames received from clients"
-    );
-    describe_counter!(
-        "switchboard_frames_out_total",
-        "Data frames written to clients"
-    );
-    describe_counter!(
-        "switchboard_http_requests_total",
-        "HTTP requests by route and status"
-    );
+    describe_gauge!("switchboard_connections_open", "WebSocket connections open now");
+    describe_counter!("switchboard_frames_in_total", "Data frames received from clients");
+    describe_counter!("switchboard_frames_out_total", "Data frames written to clients");
+    describe_counter!("switchboard_http_requests_total", "HTTP requests by route and status");
     describe_counter!(
         "switchboard_slow_consumer_closes_total",
         "Sockets closed because their outbound queue was full"
@@ -69,10 +57,7 @@ fn describe() {
         "switchboard_storage_commit_batch_size",
         "Events' write sets per storage commit"
     );
-    describe_gauge!(
-        "switchboard_objects_live",
-        "Objects with an instance in memory"
-    );
+    describe_gauge!("switchboard_objects_live", "Objects with an instance in memory");
     describe_gauge!(
         "switchboard_objects_hibernated",
         "Objects with open sockets and no instance in memory"

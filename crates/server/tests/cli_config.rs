@@ -25,17 +25,12 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 fn bad_values_exit_non_zero_naming_the_key() {
     let (code, _, err) = run(&["serve", "--set", "max_frame_bytes=lots"], &[]);
     assert_eq!(code, 2);
-    assert!(
-        err.contains("max_frame_bytes") && err.contains("whole number"),
-        "{err}"
-    );
+    assert!(err.contains("max_frame_bytes") && err.contains("whole number"), "{err}");
 
     let (code, _, err) = run(&["serve"], &[("SWITCHBOARD_DURABILITY", "sometimes")]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("durability")
-            && err.contains("SWITCHBOARD_DURABILITY")
-            && err.contains("full, normal"),
+        err.contains("durability") && err.contains("SWITCHBOARD_DURABILITY") && err.contains("full, normal"),
         "{err}"
     );
 
@@ -68,10 +63,7 @@ fn check_config_masks_secrets_and_accepts_the_example() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("auth_secret = \"********\""), "{out}");
     assert!(!out.contains("super-secret-value-42"));
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../switchboard.example.toml"
-    );
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../switchboard.example.toml");
     let (code, out, err) = run(&["check-config", "--config", example], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("listen = \"127.0.0.1:8787\""), "{out}");
@@ -84,13 +76,7 @@ fn address_in_use_is_reported() {
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = run(
-        &[
-            "serve",
-            "--listen",
-            &addr,
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
+        &["serve", "--listen", &addr, "--data-dir", dir.path().to_str().unwrap()],
         &[],
     );
     assert_ne!(code, 0);

@@ -16,10 +16,7 @@ async fn echoes_text_and_binary() {
     let server = TestServer::start().await;
     let mut socket = ws(&server.ws_url("/ws/echo")).await;
     socket.send(Message::text("one")).await.unwrap();
-    socket
-        .send(Message::binary(vec![0u8, 1, 2, 255]))
-        .await
-        .unwrap();
+    socket.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
     socket.send(Message::Ping(vec![7u8].into())).await.unwrap();
     socket.send(Message::text("two")).await.unwrap();
     let (mut data, mut pongs) = (Vec::new(), Vec::new());
@@ -49,11 +46,7 @@ async fn echoes_text_and_binary() {
 /// A message over `max_frame_bytes` closes the socket with 1009.
 #[tokio::test]
 async fn oversize_message_closes_with_1009() {
-    let server = TestServer::start_with(
-        |c| c.max_frame_bytes = 1024,
-        switchboard_server::Extension::none(),
-    )
-    .await;
+    let server = TestServer::start_with(|c| c.max_frame_bytes = 1024, switchboard_server::Extension::none()).await;
     let mut socket = ws(&server.ws_url("/ws/echo")).await;
     send(&mut socket, &"x".repeat(1000)).await;
     assert_eq!(next_text(&mut socket).await.len(), 1000);

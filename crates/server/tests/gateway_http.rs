@@ -10,10 +10,7 @@ async fn health_and_readiness() {
     let server = TestServer::start().await;
     let health = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
-    assert_eq!(
-        health.json::<serde_json::Value>().await.unwrap()["status"],
-        "ok"
-    );
+    assert_eq!(health.json::<serde_json::Value>().await.unwrap()["status"], "ok");
     let ready = reqwest::get(server.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     server.stop().await;
@@ -69,14 +66,7 @@ async fn errors_are_json() {
 /// With `echo_enabled = false` there is no `/ws/echo`.
 #[tokio::test]
 async fn echo_can_be_turned_off() {
-    let server = TestServer::start_with(
-        |c| c.echo_enabled = false,
-        switchboard_server::Extension::none(),
-    )
-    .await;
-    assert_eq!(
-        reqwest::get(server.url("/ws/echo")).await.unwrap().status(),
-        404
-    );
+    let server = TestServer::start_with(|c| c.echo_enabled = false, switchboard_server::Extension::none()).await;
+    assert_eq!(reqwest::get(server.url("/ws/echo")).await.unwrap().status(), 404);
     server.stop().await;
 }

@@ -37,10 +37,9 @@ async fn sigterm_closes_1000_sockets_with_1012() {
         codes.iter().filter(|&&c| c != 1012).collect::<Vec<_>>()
     );
     drop(sockets);
-    let (status, took) =
-        tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(5)))
-            .await
-            .unwrap();
+    let (status, took) = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(5)))
+        .await
+        .unwrap();
     assert!(status.success(), "exit status {status}");
     assert!(took < Duration::from_secs(5));
 }

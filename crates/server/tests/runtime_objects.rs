@@ -38,11 +38,7 @@ async fn concurrent_increments_end_exact() {
             seen
         })
     });
-    let mut values: Vec<i64> = join_all(clients)
-        .await
-        .into_iter()
-        .flat_map(Result::unwrap)
-        .collect();
+    let mut values: Vec<i64> = join_all(clients).await.into_iter().flat_map(Result::unwrap).collect();
     values.sort_unstable();
     assert_eq!(values, (1..=1000).collect::<Vec<_>>());
     assert_eq!(get(&server.url("/tally/exact")).await["value"], 1000);
@@ -53,17 +49,10 @@ async fn concurrent_increments_end_exact() {
 /// waking it; the next message wakes it, with every socket's tags and attachment intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hibernation_keeps_sockets_and_auto_responds() {
-    let server = TestServer::start_with(
-        |c| c.hibernate_after = Duration::from_millis(300),
-        tally::extension(),
-    )
-    .await;
+    let server = TestServer::start_with(|c| c.hibernate_after = Duration::from_millis(300), tally::extension()).await;
     let mut sockets = Vec::new();
     for i in 0..100 {
-        let url = server.ws_url(&format!(
-            "/tally/sleepy/ws?tags=all,group{},user{i}&user=u{i}",
-            i % 2
-        ));
+        let url = server.ws_url(&format!("/tally/sleepy/ws?tags=all,group{},user{i}&user=u{i}", i % 2));
         sockets.push(ws(&url).await);
     }
     let runtime = server.runtime().clone();
@@ -89,10 +78,7 @@ async fn hibernation_keeps_sockets_and_auto_responds() {
     assert_eq!(pong["type"], "pong");
     assert!(pong["timestamp"].as_i64().unwrap() > 0);
     let after_ping = server.runtime().stats();
-    assert_eq!(
-        after_ping.wakes, asleep.wakes,
-        "a ping must not wake the object"
-    );
+    assert_eq!(after_ping.wakes, asleep.wakes, "a ping must not wake the object");
     assert_eq!(after_ping.auto_responses, asleep.auto_responses + 1);
 
     // A real message wakes it; tags and attachment survived.
@@ -134,14 +120,8 @@ async fn alarm_fires_after_restart() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        fired["alarm_fired"].is_i64(),
-        "alarm did not fire after restart"
-    );
-    assert!(
-        fired["alarm"].is_null(),
-        "a handled alarm is cleared: {fired}"
-    );
+    assert!(fired["alarm_fired"].is_i64(), "alarm did not fire after restart");
+    assert!(fired["alarm"].is_null(), "a handled alarm is cleared: {fired}");
     assert_eq!(server.runtime().stats().alarms_fired, 1);
     server.stop().await;
 }
@@ -150,16 +130,14 @@ async fn alarm_fires_after_restart() {
 /// every frame of the broadcast stream, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_closed_others_keep_up() {
-    let server =
-        TestServer::start_with(|c| c.outbound_queue.max_frames = 256, tally::extension()).await;
+    let server = TestServer::start_with(|c| c.outbound_queue.max_frames = 256, tally::extension()).await;
     // The stalled client: a tiny receive buffer, and it never reads.
     let tcp = tokio::net::TcpSocket::new_v4().unwrap();
     tcp.set_recv_buffer_size(4096).unwrap();
     let stream = tcp.connect(server.addr).await.unwrap();
-    let (mut stalled, _) =
-        tokio_tungstenite::client_async(server.ws_url("/tally/stream/ws"), stream)
-            .await
-            .unwrap();
+    let (mut stalled, _) = tokio_tungstenite::client_async(server.ws_url("/tally/stream/ws"), stream)
+        .await
+        .unwrap();
 
     let mut readers = Vec::new();
     for _ in 0..100 {
@@ -173,10 +151,7 @@ async fn slow_consumer_is_closed_others_keep_up() {
             counts.push(tokio::spawn(async move {
                 for expected in 0..BURSTS * PER_BURST {
                     let frame = next_json(&mut reader).await;
-                    assert_eq!(
-                        frame["seq"].as_u64().unwrap() as usize,
-                        expected % PER_BURST
-                    );
+                    assert_eq!(frame["seq"].as_u64().unwrap() as usize, expected % PER_BURST);
                 }
                 BURSTS * PER_BURST
             }));
@@ -192,11 +167,7 @@ async fn slow_consumer_is_closed_others_keep_up() {
         .await;
     }
     let counts = readers.await.unwrap();
-    assert!(
-        counts
-            .iter()
-            .all(|c| matches!(c, Ok(n) if *n == BURSTS * PER_BURST))
-    );
+    assert!(counts.iter().all(|c| matches!(c, Ok(n) if *n == BURSTS * PER_BURST)));
 
     // The stalled socket: now read what reached it; it must end in a 1008 close.
     let close = loop {

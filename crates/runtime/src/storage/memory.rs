@@ -37,11 +37,7 @@ impl Backend for MemoryBackend {
         Ok(data.kv.get(address).and_then(|m| m.get(key)).cloned())
     }
 
-    fn list(
-        &self,
-        address: &Address,
-        options: &ListOptions,
-    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+    fn list(&self, address: &Address, options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         let data = self.data.lock().expect("memory backend poisoned");
         let Some(map) = data.kv.get(address) else {
             return Ok(Vec::new());

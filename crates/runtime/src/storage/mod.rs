@@ -96,11 +96,7 @@ pub enum StorageError {
 /// A storage backend. Implementations: [`sqlite::SqliteBackend`], [`memory::MemoryBackend`].
 pub trait Backend: Send + Sync + 'static {
     fn get(&self, address: &Address, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
-    fn list(
-        &self,
-        address: &Address,
-        options: &ListOptions,
-    ) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+    fn list(&self, address: &Address, options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
     /// Applies every object's writes, all or nothing.
     fn commit(&self, batch: &[&ObjectWrites]) -> Result<(), StorageError>;
     /// Every stored alarm, for the scheduler at startup.

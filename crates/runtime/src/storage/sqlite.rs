@@ -52,10 +52,7 @@ impl SqliteBackend {
         })
     }
 
-    fn with_reader<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StorageError> {
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StorageError> {
         let pooled = self.readers.lock().expect("reader pool poisoned").pop();
         let conn = match pooled {
             Some(c) => c,
@@ -65,8 +62,7 @@ impl SqliteBackend {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
                 .map_err(backend_err)?;
-                c.busy_timeout(std::time::Duration::from_secs(5))
-                    .map_err(backend_err)?;
+                c.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend_err)?;
                 c
             }
         };
@@ -88,11 +84,7 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn list(
-        &self,
-        address: &Address,
-        options: &ListOptions,
-    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+    fn list(&self, address: &Address, options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         // The prefix and range bounds go to SQL; `contains` re-checks the prefix exactly.
         let lower = match (&options.prefix, &options.start) {
             (Some(p), Some(s)) => Some(p.max(s).clone()),
@@ -226,9 +218,6 @@ mod tests {
                 "{case:?}"
             );
         }
-        assert_eq!(
-            sqlite.list(&addr, &ListOptions::prefix("a")).unwrap().len(),
-            3
-        );
+        assert_eq!(sqlite.list(&addr, &ListOptions::prefix("a")).unwrap().len(), 3);
     }
 }

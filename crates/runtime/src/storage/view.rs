@@ -83,8 +83,7 @@ impl Storage {
     /// Sets `key` to `value`.
     pub fn put<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), StorageError> {
         let bytes = encode(value)?;
-        self.view
-            .insert(key.to_string(), Some(Arc::from(bytes.as_slice())));
+        self.view.insert(key.to_string(), Some(Arc::from(bytes.as_slice())));
         self.ops.push(WriteOp::Put(key.to_string(), bytes));
         Ok(())
     }
@@ -103,10 +102,7 @@ impl Storage {
     }
 
     /// Keys and values selected by `options`, in key order (descending if `reverse`).
-    pub async fn list<T: DeserializeOwned>(
-        &mut self,
-        options: ListOptions,
-    ) -> Result<Vec<(String, T)>, StorageError> {
+    pub async fn list<T: DeserializeOwned>(&mut self, options: ListOptions) -> Result<Vec<(String, T)>, StorageError> {
         // Earlier events' writes may still be committing: let the backend catch up first.
         self.store.wait_committed(self.last_ticket).await;
         let pending = !self.ops.is_empty();
@@ -146,9 +142,7 @@ impl Storage {
         } else {
             rows
         };
-        rows.into_iter()
-            .map(|(k, v)| decode(&k, &v).map(|t| (k, t)))
-            .collect()
+        rows.into_iter().map(|(k, v)| decode(&k, &v).map(|t| (k, t))).collect()
     }
 
     /// Starts a transaction: its writes apply together on `commit`, or not at all.
@@ -201,8 +195,7 @@ impl Transaction<'_> {
 
     pub fn put<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), StorageError> {
         let bytes = encode(value)?;
-        self.view
-            .insert(key.to_string(), Some(Arc::from(bytes.as_slice())));
+        self.view.insert(key.to_string(), Some(Arc::from(bytes.as_slice())));
         self.ops.push(WriteOp::Put(key.to_string(), bytes));
         Ok(())
     }

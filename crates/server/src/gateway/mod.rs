@@ -50,11 +50,7 @@ impl Gateway {
         F: FnOnce(Arc<SocketConn>) -> H + Send + 'static,
     {
         let config = upgrade::socket_config(self.config.max_frame_bytes);
-        let (limits, shutdown, tracker) = (
-            self.config.outbound_queue,
-            self.shutdown.clone(),
-            self.sockets.clone(),
-        );
+        let (limits, shutdown, tracker) = (self.config.outbound_queue, self.shutdown.clone(), self.sockets.clone());
         upgrade::upgrade(req, config, move |ws| {
             tracker.track_future(async move {
                 let conn = Arc::new(SocketConn::new(limits));
@@ -96,9 +92,7 @@ pub fn router(gateway: Gateway, extra: Router<Gateway>) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(
-            gateway.config.max_body_bytes,
-        ))
+        .layer(axum::extract::DefaultBodyLimit::max(gateway.config.max_body_bytes))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(gateway)
 }
@@ -111,20 +105,13 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
     if gw.runtime.is_ready() && !gw.shutdown.is_cancelled() {
         axum::Json(serde_json::json!({ "status": "ready" })).into_response()
     } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage is not accepting writes",
-        )
-        .into_response()
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage is not accepting writes").into_response()
     }
 }
 
 async fn metrics(State(gw): State<Gateway>) -> impl IntoResponse {
     crate::telemetry::record_runtime(&gw.runtime.stats());
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        gw.metrics.render(),
-    )
+    ([("content-type", "text/plain; version=0.0.4")], gw.metrics.render())
 }
 
 async fn echo_socket(State(gw): State<Gateway>, req: Request) -> Response {

@@ -26,18 +26,9 @@ impl Gateway {
     /// Upgrades `req` and offers the socket to the object behind `stub`. A socket the object
     /// does not accept is closed with 1008; one the runtime cannot deliver is closed with 1011
     /// (1012 while shutting down).
-    pub fn connect_object<O: Object>(
-        &self,
-        req: Request,
-        stub: Stub<O>,
-        info: ConnectInfo,
-    ) -> Response {
+    pub fn connect_object<O: Object>(&self, req: Request, stub: Stub<O>, info: ConnectInfo) -> Response {
         let config = super::upgrade::socket_config(self.config.max_frame_bytes);
-        let (limits, shutdown, tracker) = (
-            self.config.outbound_queue,
-            self.shutdown.clone(),
-            self.sockets.clone(),
-        );
+        let (limits, shutdown, tracker) = (self.config.outbound_queue, self.shutdown.clone(), self.sockets.clone());
         super::upgrade::upgrade(req, config, move |ws| {
             tracker.track_future(async move {
                 let conn = Arc::new(SocketConn::new(limits));

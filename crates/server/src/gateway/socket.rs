@@ -34,15 +34,9 @@ pub mod close {
 /// What a socket does with the frames it receives.
 pub trait SocketHandler: Send + 'static {
     /// A text or binary frame arrived. The next frame is read only after this returns.
-    fn on_frame(&mut self, conn: &Arc<SocketConn>, frame: Frame)
-    -> impl Future<Output = ()> + Send;
+    fn on_frame(&mut self, conn: &Arc<SocketConn>, frame: Frame) -> impl Future<Output = ()> + Send;
     /// The socket is gone, with the close code the peer sent (1006 if none).
-    fn on_close(
-        self,
-        conn: &Arc<SocketConn>,
-        code: u16,
-        reason: String,
-    ) -> impl Future<Output = ()> + Send;
+    fn on_close(self, conn: &Arc<SocketConn>, code: u16, reason: String) -> impl Future<Output = ()> + Send;
 }
 
 /// Runs `ws` until it closes. On `shutdown` the socket is closed with 1012.
@@ -105,10 +99,7 @@ pub async fn drive<H: SocketHandler>(
     }
     if !writer_done {
         conn.close(close::NORMAL, "");
-        if tokio::time::timeout(CLOSE_GRACE, &mut writer)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
             writer.abort();
         }
     }
@@ -117,10 +108,7 @@ pub async fn drive<H: SocketHandler>(
     open.decrement(1.0);
 }
 
-async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<ServerSocket, Message>,
-    conn: Arc<SocketConn>,
-) {
+async fn write_loop(mut sink: futures_util::stream::SplitSink<ServerSocket, Message>, conn: Arc<SocketConn>) {
     let frames_out = metrics::counter!("switchboard_frames_out_total");
     loop {
         let batch = conn.next_batch().await;

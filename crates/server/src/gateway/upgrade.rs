@@ -50,11 +50,7 @@ fn client_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, ApiEr
             "this endpoint speaks WebSocket: send Connection: Upgrade and Upgrade: websocket",
         ));
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "unsupported Sec-WebSocket-Version: only 13 is spoken",
@@ -81,12 +77,7 @@ where
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
                 on_socket(ws).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
@@ -96,10 +87,7 @@ where
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
-        .header(
-            header::SEC_WEBSOCKET_ACCEPT,
-            derive_accept_key(key.as_bytes()),
-        )
+        .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
         .body(Body::empty())
         .expect("static response parts are valid")
 }

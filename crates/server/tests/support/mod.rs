@@ -58,11 +58,7 @@ impl TestServer {
     }
 
     /// Starts a server on an existing data folder (to test restarts).
-    pub async fn start_in(
-        data_dir: &Path,
-        configure: impl FnOnce(&mut Config),
-        extension: Extension,
-    ) -> Self {
+    pub async fn start_in(data_dir: &Path, configure: impl FnOnce(&mut Config), extension: Extension) -> Self {
         let mut config = test_config(data_dir);
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
@@ -119,19 +115,12 @@ impl ProcessServer {
     /// for it to log its address.
     pub fn spawn(data_dir: &Path, sets: &[&str]) -> Self {
         let mut cmd = Command::new(binary());
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("SWITCHBOARD_AUTH_SECRET", SECRET)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+            .arg(data_dir)
+            .env("SWITCHBOARD_AUTH_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for set in sets {
             cmd.args(["--set", set]);
         }
@@ -175,10 +164,7 @@ impl ProcessServer {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return (status, started.elapsed());
             }
-            assert!(
-                started.elapsed() < limit,
-                "server did not exit within {limit:?}"
-            );
+            assert!(started.elapsed() < limit, "server did not exit within {limit:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -220,9 +206,7 @@ pub async fn send(ws: &mut Ws, text: &str) {
 /// The next data frame's text (skipping pings and pongs).
 pub async fn next_text(ws: &mut Ws) -> String {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time");
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time");
         match msg {
             Some(Ok(Message::Text(t))) => return t.to_string(),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -240,10 +224,7 @@ pub async fn next_json(ws: &mut Ws) -> serde_json::Value {
 /// Reads until the server's close frame; returns it.
 pub async fn next_close(ws: &mut Ws) -> Option<CloseFrame> {
     loop {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a close in time")
-        {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("a close in time") {
             Some(Ok(Message::Close(frame))) => return frame,
             Some(Ok(_)) => continue,
             Some(Err(e)) => panic!("socket error before close: {e}"),

@@ -10,8 +10,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use switchboard_runtime::{
-    AlarmResult, AutoResponse, ConnectInfo, Context, Frame, NewSocket, Object, RuntimeBuilder,
-    SocketRef, StorageError,
+    AlarmResult, AutoResponse, ConnectInfo, Context, Frame, NewSocket, Object, RuntimeBuilder, SocketRef, StorageError,
 };
 use switchboard_server::Extension;
 use switchboard_server::gateway::Gateway;
@@ -77,18 +76,12 @@ impl Object for Tally {
             .info
             .params
             .get("tags")
-            .map(|t| {
-                t.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
+            .map(|t| t.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
             .unwrap_or_default();
         let user = socket.info.params.get("user").cloned().unwrap_or_default();
         let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
         let socket = ctx.accept(socket, &tag_refs).unwrap();
-        ctx.set_attachment(&socket, &json!({ "user": user }))
-            .unwrap();
+        ctx.set_attachment(&socket, &json!({ "user": user })).unwrap();
     }
 
     async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, frame: Frame) {
@@ -109,8 +102,7 @@ impl Object for Tally {
     }
 
     async fn on_alarm(&mut self, ctx: &mut Context) -> AlarmResult {
-        ctx.storage()
-            .put("alarm_fired", &switchboard_proto::time::now_ms())?;
+        ctx.storage().put("alarm_fired", &switchboard_proto::time::now_ms())?;
         Ok(())
     }
 }
@@ -125,13 +117,7 @@ impl Tally {
 }
 
 async fn call(gw: &Gateway, name: &str, request: TallyRequest) -> Json<Value> {
-    Json(
-        gw.runtime
-            .object::<Tally>(name)
-            .call(request)
-            .await
-            .unwrap(),
-    )
+    Json(gw.runtime.object::<Tally>(name).call(request).await.unwrap())
 }
 
 /// The `Tally` class and its routes under `/tally/{name}`.
@@ -195,12 +181,5 @@ async fn connect(
     req: Request,
 ) -> Response {
     let stub = gw.runtime.object::<Tally>(&name);
-    gw.connect_object(
-        req,
-        stub,
-        ConnectInfo {
-            params,
-            claims: None,
-        },
-    )
+    gw.connect_object(req, stub, ConnectInfo { params, claims: None })
 }
