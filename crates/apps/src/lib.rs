@@ -50,13 +50,10 @@ pub fn register(builder: RuntimeBuilder, settings: &Settings) -> RuntimeBuilder 
         .setting(settings.clone())
 }
 
-/// Every app's routes.
-pub fn routes<H: Host>(settings: &Settings) -> Router<H> {
-    let router = Router::new().merge(counter::routes()).merge(display::routes());
-    match http::cors(&settings.cors_origins) {
-        Some(cors) => router.layer(cors),
-        None => router,
-    }
+/// Every app's routes. CORS (`settings.cors_origins`, see [`http::cors`]) is for the host to
+/// apply around everything it serves, so that preflights reach it before any routing.
+pub fn routes<H: Host>() -> Router<H> {
+    Router::new().merge(counter::routes()).merge(display::routes())
 }
 
 /// Checks an object name taken from a URL or body: 1 to 256 bytes.

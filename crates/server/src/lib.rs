@@ -111,7 +111,7 @@ pub async fn start_with(
         sockets: TaskTracker::new(),
         metrics: telemetry::metrics_handle(),
     };
-    let routes = switchboard_apps::routes::<Gateway>(&gateway.config.apps).merge(extension.routes);
+    let routes = switchboard_apps::routes::<Gateway>().merge(extension.routes);
     let router = gateway::router(gateway.clone(), routes);
     tracing::info!(%addr, "switchboard listening");
     let rt = runtime.clone();

@@ -89,12 +89,17 @@ pub fn router(gateway: Gateway, extra: Router<Gateway>) -> Router {
     if gateway.config.echo_enabled {
         router = router.route("/ws/echo", get(echo_socket));
     }
-    router
+    let cors = switchboard_apps::http::cors(&gateway.config.apps.cors_origins);
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(gateway.config.max_body_bytes))
-        .layer(axum::middleware::from_fn(count_requests))
-        .with_state(gateway)
+        .layer(axum::middleware::from_fn(count_requests));
+    // Outermost, so a preflight is answered before routing can refuse its method.
+    match cors {
+        Some(cors) => router.layer(cors).with_state(gateway),
+        None => router.with_state(gateway),
+    }
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -232,3 +232,27 @@ pub async fn next_close(ws: &mut Ws) -> Option<CloseFrame> {
         }
     }
 }
+
+/// POSTs `body` as JSON (with a Bearer token if given); returns the status and the JSON reply.
+pub async fn post_json(url: &str, body: &serde_json::Value, bearer: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().post(url).json(body);
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// GETs `url`; returns the status and the JSON reply.
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let res = reqwest::get(url).await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// True if `s` is RFC 3339 UTC with milliseconds, like `2025-01-15T12:00:00.000Z`.
+pub fn is_iso_ms(s: &serde_json::Value) -> bool {
+    let Some(s) = s.as_str() else { return false };
+    s.len() == 24 && s.ends_with('Z') && s.as_bytes()[10] == b'T' && s.as_bytes()[19] == b'.'
+}
