@@ -23,6 +23,8 @@ pub enum Command {
     Serve(ConfigArgs),
     /// Validate the configuration and print it, secrets masked.
     CheckConfig(ConfigArgs),
+    /// Open a WebSocket and exchange frames: typed lines out, received frames to stdout.
+    Connect(crate::connect::ConnectArgs),
 }
 
 /// Flags that feed the configuration. Each overrides the file and the environment.

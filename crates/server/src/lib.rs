@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod gateway;
 pub mod secret;
 pub mod telemetry;

@@ -19,6 +19,16 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Connect(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+            match runtime.block_on(switchboard_server::connect::run(args)) {
+                Ok(ended) => ExitCode::from(ended.exit_code()),
+                Err(e) => {
+                    eprintln!("switchboard: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match args.load() {
                 Ok(config) => config,
