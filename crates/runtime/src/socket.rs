@@ -137,6 +137,7 @@ impl SocketConn {
         }
         let bytes = out.bytes + frame.len();
         if out.frames.len() >= self.limits.max_frames || bytes > self.limits.max_bytes {
+            let dropped = out.frames.len() as u64 + 1;
             out.frames = VecDeque::new();
             out.bytes = 0;
             out.close = Some(CloseReason {
@@ -145,6 +146,7 @@ impl SocketConn {
             });
             drop(out);
             metrics::counter!("switchboard_slow_consumer_closes_total").increment(1);
+            metrics::counter!("switchboard_outbound_frames_dropped_total").increment(dropped);
             self.ready.notify_one();
             return Err(SendError::SlowConsumer);
         }

@@ -97,6 +97,20 @@ async fn hibernation_keeps_sockets_and_auto_responds() {
     for socket in &mut sockets {
         assert_eq!(next_json(socket).await["value"], 1);
     }
+
+    // Asleep again, a socket closing wakes the object and its close is delivered.
+    until(|s| s.live_objects == 0 && s.hibernated_objects == 1).await;
+    let wakes = server.runtime().stats().wakes;
+    let mut closing = sockets.pop().unwrap();
+    let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    closing.close(Some(normal)).await.unwrap();
+    until(|s| s.sockets == 99).await;
+    assert_eq!(server.runtime().stats().wakes, wakes + 1);
+    let state = get(&server.url("/tally/sleepy")).await;
+    assert_eq!(state["last_close"], serde_json::json!({"user": "u99", "code": 1000}));
     server.stop().await;
 }
 

@@ -24,6 +24,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A close frame that carried no code.
+    pub const NO_STATUS: u16 = 1005;
+    /// No close frame at all: the connection just ended.
     pub const ABNORMAL: u16 = 1006;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
@@ -35,7 +38,8 @@ pub mod close {
 pub trait SocketHandler: Send + 'static {
     /// A text or binary frame arrived. The next frame is read only after this returns.
     fn on_frame(&mut self, conn: &Arc<SocketConn>, frame: Frame) -> impl Future<Output = ()> + Send;
-    /// The socket is gone, with the close code the peer sent (1006 if none).
+    /// The socket is gone, with the close code the peer sent (1005 if its close frame had
+    /// none, 1006 if there was no close frame).
     fn on_close(self, conn: &Arc<SocketConn>, code: u16, reason: String) -> impl Future<Output = ()> + Send;
 }
 
@@ -73,7 +77,7 @@ pub async fn drive<H: SocketHandler>(
                 }
                 Some(Ok(Message::Close(frame))) => {
                     // tungstenite answers the close itself; keep reading until the stream ends.
-                    peer_close = Some(frame.map_or((close::ABNORMAL, String::new()), |f| (u16::from(f.code), f.reason.to_string())));
+                    peer_close = Some(frame.map_or((close::NO_STATUS, String::new()), |f| (u16::from(f.code), f.reason.to_string())));
                 }
                 Some(Ok(_)) => {} // Ping (answered by tungstenite), Pong, raw frames.
                 Some(Err(e)) => {

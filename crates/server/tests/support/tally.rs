@@ -54,7 +54,8 @@ impl Object for Tally {
             TallyRequest::Get => {
                 let starts: u64 = ctx.storage().get("starts").await.unwrap().unwrap_or(0);
                 let fired: Option<i64> = ctx.storage().get("alarm_fired").await.unwrap();
-                json!({ "value": self.value, "starts": starts, "alarm_fired": fired, "alarm": ctx.get_alarm(), "sockets": ctx.socket_count() })
+                let last_close: Option<Value> = ctx.storage().get("last_close").await.unwrap();
+                json!({ "value": self.value, "starts": starts, "alarm_fired": fired, "alarm": ctx.get_alarm(), "sockets": ctx.socket_count(), "last_close": last_close })
             }
             TallyRequest::AlarmIn(ms) => {
                 let at = switchboard_proto::time::now_ms() + ms;
@@ -99,6 +100,16 @@ impl Object for Tally {
             }
             _ => ctx.send(&socket, Frame::text(r#"{"error":"unknown"}"#)),
         }
+    }
+
+    async fn on_close(&mut self, ctx: &mut Context, socket: SocketRef, code: u16, _reason: String) {
+        let user = ctx
+            .attachment::<Value>(&socket)
+            .and_then(|a| a["user"].as_str().map(String::from))
+            .unwrap_or_default();
+        ctx.storage()
+            .put("last_close", &json!({ "user": user, "code": code }))
+            .unwrap();
     }
 
     async fn on_alarm(&mut self, ctx: &mut Context) -> AlarmResult {
