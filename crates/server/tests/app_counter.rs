@@ -197,7 +197,7 @@ async fn operations_over_the_socket_echo_their_id() {
     let mut me = ws(&server.ws_url("/ws/counter/w")).await;
     let mut other = ws(&server.ws_url("/ws/counter/w")).await;
     send(&mut me, r#"{"type":"increment","amount":3,"id":"c1"}"#).await;
-    let mut got = vec![next_json(&mut me).await, next_json(&mut me).await];
+    let mut got = [next_json(&mut me).await, next_json(&mut me).await];
     got.sort_by_key(|v| v["type"].as_str().unwrap().to_string());
     assert_eq!(
         (got[0]["type"].as_str(), got[0]["value"].as_i64()),
