@@ -64,10 +64,19 @@ impl Object for ChatRoom {
     async fn on_request(&mut self, _ctx: &mut Context, _request: ()) {}
 
     async fn on_connect(&mut self, ctx: &mut Context, socket: NewSocket) {
-        let name = socket.info.params.get("name").cloned().unwrap_or_else(|| "anonymous".into());
+        let name = socket
+            .info
+            .params
+            .get("name")
+            .cloned()
+            .unwrap_or_else(|| "anonymous".into());
         let Ok(socket) = ctx.accept(socket, &[]) else { return };
         let _ = ctx.set_attachment(&socket, &Member { name });
-        let backlog: Vec<(String, Said)> = match ctx.storage().list(ListOptions::prefix("m:").reverse().limit(BACKLOG)).await {
+        let backlog: Vec<(String, Said)> = match ctx
+            .storage()
+            .list(ListOptions::prefix("m:").reverse().limit(BACKLOG))
+            .await
+        {
             Ok(rows) => rows,
             Err(e) => return ctx.close(&socket, 1011, &format!("storage unavailable: {e}")),
         };
@@ -78,7 +87,9 @@ impl Object for ChatRoom {
 
     async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, frame: Frame) {
         let Some(text) = frame.as_text() else { return };
-        let from = ctx.attachment::<Member>(&socket).map_or_else(|| "anonymous".into(), |m| m.name);
+        let from = ctx
+            .attachment::<Member>(&socket)
+            .map_or_else(|| "anonymous".into(), |m| m.name);
         let said = Said {
             from,
             text: text.to_string(),
@@ -86,7 +97,10 @@ impl Object for ChatRoom {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        let stored = ctx.storage().put(&format!("m:{seq:020}"), &said).and_then(|()| ctx.storage().put("next_seq", &self.next_seq));
+        let stored = ctx
+            .storage()
+            .put(&format!("m:{seq:020}"), &said)
+            .and_then(|()| ctx.storage().put("next_seq", &self.next_seq));
         if stored.is_err() {
             return;
         }

@@ -17,7 +17,10 @@ async fn members_talk_and_newcomers_get_the_backlog() {
     send(&mut ada, "hello bob").await;
     for socket in [&mut ada, &mut bob] {
         let said = next_json(socket).await;
-        assert_eq!((said["from"].as_str(), said["text"].as_str()), (Some("ada"), Some("hello bob")));
+        assert_eq!(
+            (said["from"].as_str(), said["text"].as_str()),
+            (Some("ada"), Some("hello bob"))
+        );
     }
     send(&mut bob, "ping").await;
     assert_eq!(next_text(&mut bob).await, "pong");
