@@ -43,20 +43,32 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Upgrades `req` and drives the socket with `handler`, tracked for shutdown.
-    pub fn upgrade_with<H, F>(&self, req: Request, make_handler: F) -> Response
+    /// Upgrades `req` and runs `on_socket` with the WebSocket and its new [`SocketConn`], as a
+    /// task the shutdown waits for. The one place sockets are born.
+    pub fn upgrade<F, Fut>(&self, req: Request, on_socket: F) -> Response
     where
-        H: socket::SocketHandler,
-        F: FnOnce(Arc<SocketConn>) -> H + Send + 'static,
+        F: FnOnce(upgrade::ServerSocket, Arc<SocketConn>, CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let config = upgrade::socket_config(self.config.max_frame_bytes);
         let (limits, shutdown, tracker) = (self.config.outbound_queue, self.shutdown.clone(), self.sockets.clone());
         upgrade::upgrade(req, config, move |ws| {
             tracker.track_future(async move {
                 let conn = Arc::new(SocketConn::new(limits));
-                let handler = make_handler(conn.clone());
-                socket::drive(ws, conn, handler, shutdown).await;
+                on_socket(ws, conn, shutdown).await;
             })
+        })
+    }
+
+    /// Upgrades `req` and drives the socket with the handler `make_handler` returns.
+    pub fn upgrade_with<H, F>(&self, req: Request, make_handler: F) -> Response
+    where
+        H: socket::SocketHandler,
+        F: FnOnce(Arc<SocketConn>) -> H + Send + 'static,
+    {
+        self.upgrade(req, move |ws, conn, shutdown| async move {
+            let handler = make_handler(conn.clone());
+            socket::drive(ws, conn, handler, shutdown).await;
         })
     }
 }

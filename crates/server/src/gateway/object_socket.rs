@@ -27,28 +27,23 @@ impl Gateway {
     /// does not accept is closed with 1008; one the runtime cannot deliver is closed with 1011
     /// (1012 while shutting down).
     pub fn connect_object<O: Object>(&self, req: Request, stub: Stub<O>, info: ConnectInfo) -> Response {
-        let config = super::upgrade::socket_config(self.config.max_frame_bytes);
-        let (limits, shutdown, tracker) = (self.config.outbound_queue, self.shutdown.clone(), self.sockets.clone());
-        super::upgrade::upgrade(req, config, move |ws| {
-            tracker.track_future(async move {
-                let conn = Arc::new(SocketConn::new(limits));
-                match stub.connect(conn.clone(), info).await {
-                    Ok(Some(socket)) => drive(ws, conn, ObjectHandler(socket), shutdown).await,
-                    Ok(None) => {
-                        conn.close(close::POLICY, "rejected");
-                        drive(ws, conn, Rejected, shutdown).await;
-                    }
-                    Err(e) => {
-                        let (code, reason) = match e {
-                            CallError::ShuttingDown => (close::RESTARTING, "server restarting"),
-                            _ => (close::INTERNAL, "object unavailable"),
-                        };
-                        tracing::warn!(error = %e, "socket could not be connected to its object");
-                        conn.close(code, reason);
-                        drive(ws, conn, Rejected, shutdown).await;
-                    }
+        self.upgrade(req, move |ws, conn, shutdown| async move {
+            match stub.connect(conn.clone(), info).await {
+                Ok(Some(socket)) => drive(ws, conn, ObjectHandler(socket), shutdown).await,
+                Ok(None) => {
+                    conn.close(close::POLICY, "rejected");
+                    drive(ws, conn, Rejected, shutdown).await;
                 }
-            })
+                Err(e) => {
+                    let (code, reason) = match e {
+                        CallError::ShuttingDown => (close::RESTARTING, "server restarting"),
+                        _ => (close::INTERNAL, "object unavailable"),
+                    };
+                    tracing::warn!(error = %e, "socket could not be connected to its object");
+                    conn.close(code, reason);
+                    drive(ws, conn, Rejected, shutdown).await;
+                }
+            }
         })
     }
 }
