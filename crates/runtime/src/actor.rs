@@ -56,7 +56,6 @@ pub(crate) async fn run<O: Object>(
             ctx = new_context(&rt, &slot.core);
             inner.stats.evictions.fetch_add(1, Ordering::Relaxed);
         }
-        ctx.alarm_now = inner.alarms.get(&slot.core.address);
         if object.is_none() {
             match O::start(&mut ctx).await {
                 Ok(started) => object = Some(started),
@@ -95,7 +94,7 @@ fn new_context(rt: &Runtime, core: &Arc<SlotCore>) -> Context {
         outputs: Vec::new(),
         health: Arc::new(Health::default()),
         alarm_change: None,
-        alarm_now: None,
+        alarms: rt.inner.alarms.clone(),
     }
 }
 
@@ -193,12 +192,10 @@ fn finish_event(rt: &Runtime, core: &SlotCore, ctx: &mut Context) {
     if let Some(change) = ctx.alarm_change.take() {
         ops.push(WriteOp::SetAlarm(change));
         rt.inner.alarms.set(&core.address, change);
-        ctx.alarm_now = change;
     }
     if ops.iter().any(|op| matches!(op, WriteOp::DeleteAll)) && !ops.iter().any(|op| matches!(op, WriteOp::SetAlarm(_)))
     {
         rt.inner.alarms.set(&core.address, None);
-        ctx.alarm_now = None;
     }
     let outputs = std::mem::take(&mut ctx.outputs);
     if !ops.is_empty() {

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::address::Address;
+use crate::alarm::Alarms;
 use crate::auto_response::AutoResponse;
 use crate::object::{NewSocket, SocketRef};
 use crate::registry::{Settings, SlotCore};
@@ -36,7 +37,8 @@ pub struct Context {
     pub(crate) health: Arc<Health>,
     /// The alarm as this event left it: `Some(new)` once set or deleted in this event.
     pub(crate) alarm_change: Option<Option<i64>>,
-    pub(crate) alarm_now: Option<i64>,
+    /// The runtime's alarm schedule: the object's current alarm unless this event changed it.
+    pub(crate) alarms: Arc<Alarms>,
 }
 
 impl Context {
@@ -181,7 +183,7 @@ impl Context {
     pub fn get_alarm(&self) -> Option<i64> {
         match self.alarm_change {
             Some(change) => change,
-            None => self.alarm_now,
+            None => self.alarms.get(&self.core.address),
         }
     }
 }
