@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::context::Context;
@@ -17,37 +16,35 @@ use crate::store::{Health, Output, fail_all};
 const ALARM_ATTEMPTS: u32 = 6;
 
 /// Runs one incarnation of an object until it hibernates or the runtime shuts down.
-pub(crate) async fn run<O: Object>(
-    rt: Runtime,
-    slot: Arc<Slot<O>>,
-    mut mailbox: mpsc::UnboundedReceiver<Event<O>>,
-    incarnation: u64,
-) {
+pub(crate) async fn run<O: Object>(rt: Runtime, slot: Arc<Slot<O>>) {
     let inner = rt.inner.clone();
     inner.stats.wakes.fetch_add(1, Ordering::Relaxed);
     inner.stats.live_objects.fetch_add(1, Ordering::Relaxed);
+    // Ends the incarnation on every path out, a panic in the object included.
+    let mut exit = Exit {
+        rt: &rt,
+        slot: &slot,
+        hibernated: false,
+    };
     let mut ctx = new_context(&rt, &slot.core);
     let mut object: Option<O> = None;
-    let mut hibernated = false;
     let hibernate_after = inner.config.hibernate_after;
     let idle = tokio::time::sleep(hibernate_after);
     tokio::pin!(idle);
     loop {
-        let event = tokio::select! {
-            biased;
-            event = mailbox.recv() => match event {
-                Some(event) => event,
-                None => break,
-            },
-            _ = &mut idle => {
-                if slot.try_hibernate(&mailbox) {
-                    hibernated = true;
-                    break;
+        let Some(event) = slot.next_event() else {
+            tokio::select! {
+                biased;
+                _ = slot.event_queued() => {}
+                _ = &mut idle => {
+                    if slot.try_hibernate() {
+                        exit.hibernated = true;
+                        return;
+                    }
                 }
-                idle.as_mut().reset(Instant::now() + hibernate_after);
-                continue;
+                _ = inner.shutdown.cancelled() => return,
             }
-            _ = inner.shutdown.cancelled() => break,
+            continue;
         };
         if ctx.health.is_poisoned() {
             // A commit carrying this instance's writes failed: its memory may hold state that
@@ -73,12 +70,25 @@ pub(crate) async fn run<O: Object>(
         finish_event(&rt, &slot.core, &mut ctx);
         idle.as_mut().reset(Instant::now() + hibernate_after);
     }
-    inner.stats.live_objects.fetch_sub(1, Ordering::Relaxed);
-    if hibernated {
-        inner.stats.hibernations.fetch_add(1, Ordering::Relaxed);
-        rt.remove_if_unused(&slot.core.address);
-    } else {
-        slot.detach(incarnation);
+}
+
+/// How an incarnation ends: hibernated (the slot may go), or abandoned (queued events fail).
+struct Exit<'a, O: Object> {
+    rt: &'a Runtime,
+    slot: &'a Arc<Slot<O>>,
+    hibernated: bool,
+}
+
+impl<O: Object> Drop for Exit<'_, O> {
+    fn drop(&mut self) {
+        let stats = &self.rt.inner.stats;
+        stats.live_objects.fetch_sub(1, Ordering::Relaxed);
+        if self.hibernated {
+            stats.hibernations.fetch_add(1, Ordering::Relaxed);
+            self.rt.remove_if_unused(&self.slot.core.address);
+        } else {
+            self.slot.abandon();
+        }
     }
 }
 

@@ -2,18 +2,18 @@
 //! the gateway use to reach objects.
 //!
 //! A *slot* is what stays of an object while it hibernates: its address, its sockets (with tags
-//! and attachments), its auto-response and the ticket of its last write. A slot has a mailbox
-//! only while its instance is live; sending to a slot without one starts an actor. A slot is
-//! removed when it has neither an instance nor sockets.
+//! and attachments), its auto-response and the ticket of its last write. Its mailbox is a queue
+//! under the slot's lock, empty (and unallocated) while it sleeps; sending to a slot with no live
+//! instance starts an actor. A slot is removed when it has neither an instance nor sockets.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::actor;
@@ -81,14 +81,16 @@ pub(crate) struct SlotCore {
 pub(crate) struct Slot<O: Object> {
     pub(crate) core: Arc<SlotCore>,
     state: Mutex<SlotState<O>>,
+    /// Wakes the actor when an event is queued.
+    ready: Notify,
 }
 
 struct SlotState<O: Object> {
-    mailbox: Option<mpsc::UnboundedSender<Event<O>>>,
+    mailbox: VecDeque<Event<O>>,
+    /// An actor runs for this slot.
+    live: bool,
     /// Set when the registry dropped this slot: senders must look the address up again.
     removed: bool,
-    /// Counts actors started for this slot; the newest owns the mailbox.
-    incarnation: u64,
 }
 
 /// The class-independent face of a slot, as the registry, the gateway and alarms see it.
@@ -103,47 +105,55 @@ pub(crate) trait AnySlot: Send + Sync + 'static {
 }
 
 impl<O: Object> Slot<O> {
-    /// Delivers `event`, starting an actor if the object is not live. Gives the event back if
+    /// Queues `event`, starting an actor if the object is not live. Gives the event back if
     /// this slot was removed from the registry meanwhile.
     pub(crate) fn send(self: &Arc<Self>, rt: &Runtime, event: Event<O>) -> Result<(), Event<O>> {
         let mut state = self.state.lock().expect("slot poisoned");
         if state.removed {
             return Err(event);
         }
-        let event = match &state.mailbox {
-            Some(tx) => match tx.send(event) {
-                Ok(()) => return Ok(()),
-                // The actor died (a panic in the object): start a new one.
-                Err(mpsc::error::SendError(event)) => event,
-            },
-            None => event,
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        tx.send(event).map_err(|e| e.0)?;
-        state.mailbox = Some(tx);
-        state.incarnation += 1;
-        let incarnation = state.incarnation;
-        drop(state);
-        tokio::spawn(actor::run(rt.clone(), self.clone(), rx, incarnation));
+        state.mailbox.push_back(event);
+        if state.live {
+            drop(state);
+            self.ready.notify_one();
+        } else {
+            state.live = true;
+            drop(state);
+            tokio::spawn(actor::run(rt.clone(), self.clone()));
+        }
         Ok(())
     }
 
-    /// Drops the mailbox if no event waits; the actor then ends. True if it did.
-    pub(crate) fn try_hibernate(&self, rx: &mpsc::UnboundedReceiver<Event<O>>) -> bool {
+    /// The next queued event, if any.
+    pub(crate) fn next_event(&self) -> Option<Event<O>> {
+        self.state.lock().expect("slot poisoned").mailbox.pop_front()
+    }
+
+    /// Waits until an event may have been queued.
+    pub(crate) async fn event_queued(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Marks the object not live if no event waits; its actor then ends. True if it did.
+    pub(crate) fn try_hibernate(&self) -> bool {
         let mut state = self.state.lock().expect("slot poisoned");
-        if !rx.is_empty() {
+        if !state.mailbox.is_empty() {
             return false;
         }
-        state.mailbox = None;
+        state.live = false;
+        state.mailbox = VecDeque::new();
         true
     }
 
-    /// Forgets the mailbox of an actor that ended without hibernating (shutdown, panic).
-    pub(crate) fn detach(&self, incarnation: u64) {
+    /// For an actor that ends without hibernating (shutdown, or a panic in the object): the
+    /// events still queued are dropped, so their callers hear it, and the next event starts a
+    /// new actor.
+    pub(crate) fn abandon(&self) {
         let mut state = self.state.lock().expect("slot poisoned");
-        if state.incarnation == incarnation {
-            state.mailbox = None;
-        }
+        state.live = false;
+        let dropped = std::mem::take(&mut state.mailbox);
+        drop(state);
+        drop(dropped);
     }
 }
 
@@ -157,12 +167,12 @@ impl<O: Object> AnySlot for Slot<O> {
     }
 
     fn is_live(&self) -> bool {
-        self.state.lock().expect("slot poisoned").mailbox.is_some()
+        self.state.lock().expect("slot poisoned").live
     }
 
     fn remove_if_unused(&self) -> bool {
         let mut state = self.state.lock().expect("slot poisoned");
-        if state.mailbox.is_none() && self.core.sockets.is_empty() {
+        if !state.live && self.core.sockets.is_empty() {
             state.removed = true;
         }
         state.removed
@@ -330,10 +340,11 @@ impl Runtime {
                         alarm_failures: AtomicU32::new(0),
                     }),
                     state: Mutex::new(SlotState {
-                        mailbox: None,
+                        mailbox: VecDeque::new(),
+                        live: false,
                         removed: false,
-                        incarnation: 0,
                     }),
+                    ready: Notify::new(),
                 })
             })
             .clone();

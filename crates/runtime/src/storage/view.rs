@@ -19,16 +19,37 @@ const VIEW_LIMIT: usize = 1024;
 
 type Value = Option<Arc<[u8]>>;
 
+/// Writes, and the values they leave, as one event or one transaction sees them.
+#[derive(Default)]
+struct Writes {
+    /// Values known: read or written; `None` means known absent.
+    view: HashMap<String, Value>,
+    /// The writes, in order, not yet submitted.
+    ops: Vec<WriteOp>,
+}
+
+impl Writes {
+    fn put<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), StorageError> {
+        let bytes = encode(value)?;
+        self.view.insert(key.to_string(), Some(Arc::from(bytes.as_slice())));
+        self.ops.push(WriteOp::Put(key.to_string(), bytes));
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &str) {
+        self.view.insert(key.to_string(), None);
+        self.ops.push(WriteOp::Delete(key.to_string()));
+    }
+}
+
 /// The storage of one object, as its events see it.
 pub struct Storage {
     address: Address,
     store: Arc<Store>,
-    /// Values read or written: `None` means known absent.
-    view: HashMap<String, Value>,
+    /// Values read or written, and this event's writes (submitted when it ends).
+    writes: Writes,
     /// A `delete_all` happened whose effect the backend may not show yet: absent keys are absent.
     all_deleted: bool,
-    /// This event's writes, submitted when it ends.
-    ops: Vec<WriteOp>,
     /// Ticket of this object's last submitted writes.
     pub(crate) last_ticket: u64,
 }
@@ -49,9 +70,8 @@ impl Storage {
         Storage {
             address,
             store,
-            view: HashMap::new(),
+            writes: Writes::default(),
             all_deleted: false,
-            ops: Vec::new(),
             last_ticket,
         }
     }
@@ -65,7 +85,7 @@ impl Storage {
     }
 
     async fn get_raw(&mut self, key: &str) -> Result<Value, StorageError> {
-        if let Some(v) = self.view.get(key) {
+        if let Some(v) = self.writes.view.get(key) {
             return Ok(v.clone());
         }
         if self.all_deleted {
@@ -76,36 +96,32 @@ impl Storage {
             .await
             .map_err(|e| StorageError::Backend(e.to_string()))??
             .map(Arc::from);
-        self.view.insert(key.to_string(), value.clone());
+        self.writes.view.insert(key.to_string(), value.clone());
         Ok(value)
     }
 
     /// Sets `key` to `value`.
     pub fn put<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), StorageError> {
-        let bytes = encode(value)?;
-        self.view.insert(key.to_string(), Some(Arc::from(bytes.as_slice())));
-        self.ops.push(WriteOp::Put(key.to_string(), bytes));
-        Ok(())
+        self.writes.put(key, value)
     }
 
     /// Removes `key`.
     pub fn delete(&mut self, key: &str) {
-        self.view.insert(key.to_string(), None);
-        self.ops.push(WriteOp::Delete(key.to_string()));
+        self.writes.delete(key);
     }
 
     /// Removes every key of this object, and its alarm.
     pub fn delete_all(&mut self) {
-        self.view.clear();
+        self.writes.view.clear();
         self.all_deleted = true;
-        self.ops.push(WriteOp::DeleteAll);
+        self.writes.ops.push(WriteOp::DeleteAll);
     }
 
     /// Keys and values selected by `options`, in key order (descending if `reverse`).
     pub async fn list<T: DeserializeOwned>(&mut self, options: ListOptions) -> Result<Vec<(String, T)>, StorageError> {
         // Earlier events' writes may still be committing: let the backend catch up first.
         self.store.wait_committed(self.last_ticket).await;
-        let pending = !self.ops.is_empty();
+        let pending = !self.writes.ops.is_empty();
         let query = if pending {
             ListOptions {
                 limit: None,
@@ -121,7 +137,7 @@ impl Storage {
         let rows = if pending {
             // Overlay this event's own writes, not yet submitted.
             let mut merged: BTreeMap<String, Vec<u8>> = rows.into_iter().collect();
-            for op in &self.ops {
+            for op in &self.writes.ops {
                 match op {
                     WriteOp::Put(k, v) if options.contains(k) => {
                         merged.insert(k.clone(), v.clone());
@@ -149,27 +165,25 @@ impl Storage {
     pub fn transaction(&mut self) -> Transaction<'_> {
         Transaction {
             storage: self,
-            view: HashMap::new(),
-            ops: Vec::new(),
+            writes: Writes::default(),
         }
     }
 
     /// This event's writes, leaving none.
     pub(crate) fn take_ops(&mut self) -> Vec<WriteOp> {
-        std::mem::take(&mut self.ops)
+        std::mem::take(&mut self.writes.ops)
     }
 
     /// Forgets everything cached, after the object's writes were lost.
     pub(crate) fn reset(&mut self) {
-        self.view.clear();
+        self.writes = Writes::default();
         self.all_deleted = false;
-        self.ops.clear();
     }
 
     /// Bounds the view's memory once the backend holds everything it knows.
     pub(crate) fn trim(&mut self) {
-        if self.view.len() > VIEW_LIMIT && self.store.committed() >= self.last_ticket {
-            self.view = HashMap::new();
+        if self.writes.view.len() > VIEW_LIMIT && self.store.committed() >= self.last_ticket {
+            self.writes.view = HashMap::new();
             self.all_deleted = false;
         }
     }
@@ -179,14 +193,13 @@ impl Storage {
 /// its writes.
 pub struct Transaction<'a> {
     storage: &'a mut Storage,
-    view: HashMap<String, Value>,
-    ops: Vec<WriteOp>,
+    writes: Writes,
 }
 
 impl Transaction<'_> {
     /// The value of `key`, seeing this transaction's own writes.
     pub async fn get<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, StorageError> {
-        let raw = match self.view.get(key) {
+        let raw = match self.writes.view.get(key) {
             Some(v) => v.clone(),
             None => self.storage.get_raw(key).await?,
         };
@@ -194,20 +207,16 @@ impl Transaction<'_> {
     }
 
     pub fn put<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), StorageError> {
-        let bytes = encode(value)?;
-        self.view.insert(key.to_string(), Some(Arc::from(bytes.as_slice())));
-        self.ops.push(WriteOp::Put(key.to_string(), bytes));
-        Ok(())
+        self.writes.put(key, value)
     }
 
     pub fn delete(&mut self, key: &str) {
-        self.view.insert(key.to_string(), None);
-        self.ops.push(WriteOp::Delete(key.to_string()));
+        self.writes.delete(key);
     }
 
     /// Applies every write of the transaction to the object's storage.
     pub fn commit(self) {
-        self.storage.view.extend(self.view);
-        self.storage.ops.extend(self.ops);
+        self.storage.writes.view.extend(self.writes.view);
+        self.storage.writes.ops.extend(self.writes.ops);
     }
 }
