@@ -77,6 +77,8 @@ pub async fn start_with(
     extension: Extension,
 ) -> anyhow::Result<Server> {
     let addr = listener.local_addr()?;
+    // Before anything takes a metric handle (the storage writer takes its own at start).
+    let metrics = telemetry::metrics_handle();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data folder {}", config.data_dir.display()))?;
     let (auth_secret, source) = secret::load_or_create(config.auth_secret.as_ref(), &config.data_dir)
@@ -110,7 +112,7 @@ pub async fn start_with(
         runtime: runtime.clone(),
         shutdown,
         sockets: TaskTracker::new(),
-        metrics: telemetry::metrics_handle(),
+        metrics,
     };
     let routes = switchboard_apps::routes::<Gateway>().merge(extension.routes);
     let router = gateway::router(gateway.clone(), routes);

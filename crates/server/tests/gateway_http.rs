@@ -24,6 +24,13 @@ async fn metrics_count_connections_frames_and_requests() {
     send(&mut socket, "hello").await;
     assert_eq!(next_text(&mut socket).await, "hello");
     reqwest::get(server.url("/healthz")).await.unwrap();
+    let increment = serde_json::json!({"name": "metrics"});
+    assert_eq!(
+        post_json(&server.url("/rpc/counter.increment"), &increment, None)
+            .await
+            .0,
+        200
+    );
     let body = reqwest::get(server.url("/metrics"))
         .await
         .unwrap()
@@ -36,6 +43,8 @@ async fn metrics_count_connections_frames_and_requests() {
         "switchboard_frames_out_total",
         "switchboard_http_requests_total{route=\"/healthz\",status=\"200\"}",
         "switchboard_objects_live",
+        "switchboard_storage_commit_seconds_bucket",
+        "switchboard_storage_commit_batch_size",
     ] {
         assert!(body.contains(needle), "metrics lack {needle}:\n{body}");
     }
