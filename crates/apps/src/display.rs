@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use switchboard_proto::display::{Init, SessionState, Slot, validate_update};
 use switchboard_proto::time::now_ms;
 use switchboard_runtime::{
-    AutoResponse, ConnectInfo, Context, Frame, ListOptions, NewSocket, Object, SocketRef, StorageError,
+    AutoResponse, ConnectInfo, Context, Frame, ListOptions, NewSocket, Object, SocketRef, StorageError, Stub,
 };
 
 use crate::http::{ApiError, json_body, require_bearer};
@@ -205,21 +205,22 @@ async fn display<H: Host>(State(host): State<H>, Path(id): Path<String>, req: Re
     host.connect(req, stub, ConnectInfo::default())
 }
 
+/// The session behind an authorized request for a valid id.
+fn authorized<H: Host>(host: &H, headers: &HeaderMap, id: &str) -> Result<Stub<Session>, ApiError> {
+    require_bearer(headers, host.auth_secret())?;
+    valid_name("session id", id)?;
+    Ok(host.runtime().object::<Session>(id))
+}
+
 async fn init<H: Host>(
     State(host): State<H>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_bearer(&headers, host.auth_secret())?;
-    valid_name("session id", &id)?;
+    let session = authorized(&host, &headers, &id)?;
     let Init { tenant_id } = json_body(body)?;
-    let reply = host
-        .runtime()
-        .object::<Session>(&id)
-        .call(SessionRequest::Init { tenant_id })
-        .await??;
-    Ok(Json(reply))
+    Ok(Json(session.call(SessionRequest::Init { tenant_id }).await??))
 }
 
 async fn update<H: Host>(
@@ -228,15 +229,9 @@ async fn update<H: Host>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_bearer(&headers, host.auth_secret())?;
-    valid_name("session id", &id)?;
+    let session = authorized(&host, &headers, &id)?;
     let (update, kind) = validate_update(json_body(body)?, now_ms()).map_err(ApiError::bad_request)?;
-    let reply = host
-        .runtime()
-        .object::<Session>(&id)
-        .call(SessionRequest::Update { update, kind })
-        .await??;
-    Ok(Json(reply))
+    Ok(Json(session.call(SessionRequest::Update { update, kind }).await??))
 }
 
 async fn state<H: Host>(State(host): State<H>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
