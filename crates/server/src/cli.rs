@@ -25,6 +25,8 @@ pub enum Command {
     CheckConfig(ConfigArgs),
     /// Open a WebSocket and exchange frames: typed lines out, received frames to stdout.
     Connect(crate::connect::ConnectArgs),
+    /// Load a server and measure it: fan-out, latency, memory, durable writes, wake-ups.
+    Bench(switchboard_bench::BenchArgs),
 }
 
 /// Flags that feed the configuration. Each overrides the file and the environment.

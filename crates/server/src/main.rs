@@ -29,6 +29,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bench(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+            match runtime.block_on(switchboard_bench::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchboard bench: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match args.load() {
                 Ok(config) => config,

@@ -26,7 +26,11 @@ fn sessions(markdown: &str) -> Vec<(String, Vec<String>)> {
         }
         match line.strip_prefix("$ ") {
             Some(command) => out.push((command.to_string(), Vec::new())),
-            None => out.last_mut().expect("output before any command").1.push(line.to_string()),
+            None => out
+                .last_mut()
+                .expect("output before any command")
+                .1
+                .push(line.to_string()),
         }
     }
     out
@@ -45,7 +49,10 @@ fn same(expected: &Value, actual: &Value, key: Option<&str>) -> bool {
 }
 
 fn same_line(expected: &str, actual: &str) -> bool {
-    match (serde_json::from_str::<Value>(expected), serde_json::from_str::<Value>(actual)) {
+    match (
+        serde_json::from_str::<Value>(expected),
+        serde_json::from_str::<Value>(actual),
+    ) {
         (Ok(e), Ok(a)) => same(&e, &a, None),
         _ => expected == actual,
     }
@@ -64,15 +71,25 @@ async fn check(doc: &str) {
     for (command, expected) in sessions {
         let command = command.replace("127.0.0.1:8787", &server.addr.to_string());
         let (cwd, path, shown) = (dir.path().to_owned(), path.clone(), command.clone());
-        let output = tokio::task::spawn_blocking(move || Command::new("sh").arg("-c").arg(&command).current_dir(cwd).env("PATH", path).output())
-            .await
-            .unwrap()
-            .expect("run sh");
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .current_dir(cwd)
+                .env("PATH", path)
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect("run sh");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let actual: Vec<&str> = stdout.lines().collect();
         assert_eq!(actual.len(), expected.len(), "{doc}: `{shown}` printed:\n{stdout}");
         for (e, a) in expected.iter().zip(&actual) {
-            assert!(same_line(e, a), "{doc}: `{shown}`\n  doc shows: {e}\n  server says: {a}");
+            assert!(
+                same_line(e, a),
+                "{doc}: `{shown}`\n  doc shows: {e}\n  server says: {a}"
+            );
         }
     }
     server.stop().await;
