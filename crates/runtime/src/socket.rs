@@ -103,6 +103,8 @@ pub struct SocketConn {
     outbound: Mutex<Outbound>,
     // Wakes the socket's single writer task.
     ready: Notify,
+    // Wakes whoever waits for a close to be asked for (the gateway, to bound how long it takes).
+    closing: Notify,
     last_auto_response_ms: AtomicU64,
 }
 
@@ -121,6 +123,7 @@ impl SocketConn {
             limits,
             outbound: Mutex::new(Outbound::default()),
             ready: Notify::new(),
+            closing: Notify::new(),
             last_auto_response_ms: AtomicU64::new(0),
         }
     }
@@ -145,6 +148,7 @@ impl SocketConn {
                 reason: "slow consumer".into(),
             });
             drop(out);
+            self.closing.notify_waiters();
             metrics::counter!("switchboard_slow_consumer_closes_total").increment(1);
             metrics::counter!("switchboard_outbound_frames_dropped_total").increment(dropped);
             self.ready.notify_one();
@@ -173,6 +177,20 @@ impl SocketConn {
         }
         drop(out);
         self.ready.notify_one();
+        self.closing.notify_waiters();
+    }
+
+    /// Resolves once a close has been asked for.
+    pub async fn closing(&self) {
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closing() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// True once a close was asked for.

@@ -46,6 +46,9 @@ pub struct Config {
     /// Time shutdown waits for sockets and requests to finish before it stops waiting.
     /// Default: 5 s.
     pub shutdown_timeout: Duration,
+    /// Time a socket has, once a close is asked for, to send its close frame and hear the
+    /// peer's; after it the connection is dropped. Default: 5 s.
+    pub close_timeout: Duration,
     /// Bounds of each socket's outbound queue. Default: 1024 frames, 4 MiB.
     pub outbound_queue: QueueLimits,
     /// Storage durability: `full` (fsync before outputs are released) or `normal`.
@@ -124,6 +127,7 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("max_body_bytes", Kind::Int, "largest HTTP request body"),
     ("handshake_timeout_ms", Kind::Int, "request header deadline"),
     ("shutdown_timeout_ms", Kind::Int, "graceful shutdown bound"),
+    ("close_timeout_ms", Kind::Int, "close handshake bound"),
     ("outbound_queue_frames", Kind::Int, "per-socket queue, frames"),
     ("outbound_queue_bytes", Kind::Int, "per-socket queue, bytes"),
     ("durability", Kind::Str, "full or normal"),
@@ -193,6 +197,7 @@ impl Config {
             max_body_bytes: r.int("max_body_bytes", 1 << 20, 1024, 64 << 20)? as usize,
             handshake_timeout: r.millis("handshake_timeout_ms", 10_000)?,
             shutdown_timeout: r.millis("shutdown_timeout_ms", 5_000)?,
+            close_timeout: r.millis("close_timeout_ms", 5_000)?,
             outbound_queue: QueueLimits {
                 max_frames: r.int("outbound_queue_frames", 1024, 1, 1 << 20)? as usize,
                 max_bytes: r.int("outbound_queue_bytes", 4 << 20, 1024, 1 << 30)? as usize,
@@ -233,7 +238,7 @@ impl Config {
             "listen = \"{}\"\ndata_dir = {:?}\n{}\n{}\n\
              {}\ncors_origins = {:?}\nlog_format = \"{}\"\necho_enabled = {}\n\
              max_frame_bytes = {}\nmax_body_bytes = {}\nhandshake_timeout_ms = {}\n\
-             shutdown_timeout_ms = {}\noutbound_queue_frames = {}\noutbound_queue_bytes = {}\n\
+             shutdown_timeout_ms = {}\nclose_timeout_ms = {}\noutbound_queue_frames = {}\noutbound_queue_bytes = {}\n\
              durability = \"{}\"\nhibernate_after_ms = {}\ncounter_history_limit = {}\n\
              display_list_limit = {}\n",
             self.listen,
@@ -248,6 +253,7 @@ impl Config {
             self.max_body_bytes,
             self.handshake_timeout.as_millis(),
             self.shutdown_timeout.as_millis(),
+            self.close_timeout.as_millis(),
             self.outbound_queue.max_frames,
             self.outbound_queue.max_bytes,
             durability,

@@ -144,7 +144,15 @@ async fn alarm_fires_after_restart() {
 /// every frame of the broadcast stream, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_is_closed_others_keep_up() {
-    let server = TestServer::start_with(|c| c.outbound_queue.max_frames = 256, tally::extension()).await;
+    let server = TestServer::start_with(
+        |c| {
+            c.outbound_queue.max_frames = 256;
+            // Long enough for the stalled client to read its close frame after the stream.
+            c.close_timeout = Duration::from_secs(60);
+        },
+        tally::extension(),
+    )
+    .await;
     // The stalled client: a tiny receive buffer, and it never reads.
     let tcp = tokio::net::TcpSocket::new_v4().unwrap();
     tcp.set_recv_buffer_size(4096).unwrap();
@@ -197,5 +205,40 @@ async fn slow_consumer_is_closed_others_keep_up() {
     let close = close.expect("a close frame");
     assert_eq!(u16::from(close.code), 1008);
     assert_eq!(close.reason.as_str(), "slow consumer");
+    server.stop().await;
+}
+
+/// A client that stops reading for good cannot hold its connection: once it is closed as a slow
+/// consumer, the server drops it within `close_timeout`, though the close frame never gets out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_consumer_is_dropped_after_close_timeout() {
+    let server = TestServer::start_with(
+        |c| {
+            c.outbound_queue.max_frames = 16;
+            c.close_timeout = Duration::from_millis(500);
+        },
+        tally::extension(),
+    )
+    .await;
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let stream = tcp.connect(server.addr).await.unwrap();
+    let (_dead, _) = tokio_tungstenite::client_async(server.ws_url("/tally/dead/ws"), stream)
+        .await
+        .unwrap();
+    assert_eq!(get(&server.url("/tally/dead")).await["sockets"], 1);
+    let client = reqwest::Client::new();
+    // Far more than the kernel buffers and the 16-frame queue hold.
+    for _ in 0..100 {
+        post(&client, &server.url("/tally/dead/burst?count=8&size=4000")).await;
+    }
+    let started = std::time::Instant::now();
+    while server.runtime().stats().sockets > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the dead socket was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.stop().await;
 }

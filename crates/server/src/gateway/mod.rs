@@ -43,19 +43,20 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Upgrades `req` and runs `on_socket` with the WebSocket and its new [`SocketConn`], as a
-    /// task the shutdown waits for. The one place sockets are born.
+    /// Upgrades `req` and runs `on_socket` with the new connection, as a task the shutdown
+    /// waits for. The one place sockets are born.
     pub fn upgrade<F, Fut>(&self, req: Request, on_socket: F) -> Response
     where
-        F: FnOnce(upgrade::ServerSocket, Arc<SocketConn>, CancellationToken) -> Fut + Send + 'static,
+        F: FnOnce(socket::Connection) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let config = upgrade::socket_config(self.config.max_frame_bytes);
-        let (limits, shutdown, tracker) = (self.config.outbound_queue, self.shutdown.clone(), self.sockets.clone());
+        let (limits, close_timeout) = (self.config.outbound_queue, self.config.close_timeout);
+        let (shutdown, tracker) = (self.shutdown.clone(), self.sockets.clone());
         upgrade::upgrade(req, config, move |ws| {
             tracker.track_future(async move {
                 let conn = Arc::new(SocketConn::new(limits));
-                on_socket(ws, conn, shutdown).await;
+                on_socket(socket::Connection::new(ws, conn, shutdown, close_timeout)).await;
             })
         })
     }
@@ -66,9 +67,9 @@ impl Gateway {
         H: socket::SocketHandler,
         F: FnOnce(Arc<SocketConn>) -> H + Send + 'static,
     {
-        self.upgrade(req, move |ws, conn, shutdown| async move {
-            let handler = make_handler(conn.clone());
-            socket::drive(ws, conn, handler, shutdown).await;
+        self.upgrade(req, move |connection| async move {
+            let handler = make_handler(connection.conn.clone());
+            connection.drive(handler).await;
         })
     }
 }

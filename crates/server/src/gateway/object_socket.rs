@@ -7,7 +7,7 @@ use axum::response::Response;
 use switchboard_runtime::{CallError, ConnectInfo, Frame, Object, ObjectSocket, SocketConn, Stub};
 
 use super::Gateway;
-use super::socket::{SocketHandler, close, drive};
+use super::socket::{SocketHandler, close};
 
 /// Hands a socket's frames and its close to the object that accepted it.
 struct ObjectHandler(ObjectSocket);
@@ -27,12 +27,13 @@ impl Gateway {
     /// does not accept is closed with 1008; one the runtime cannot deliver is closed with 1011
     /// (1012 while shutting down).
     pub fn connect_object<O: Object>(&self, req: Request, stub: Stub<O>, info: ConnectInfo) -> Response {
-        self.upgrade(req, move |ws, conn, shutdown| async move {
+        self.upgrade(req, move |connection| async move {
+            let conn = connection.conn.clone();
             match stub.connect(conn.clone(), info).await {
-                Ok(Some(socket)) => drive(ws, conn, ObjectHandler(socket), shutdown).await,
+                Ok(Some(socket)) => connection.drive(ObjectHandler(socket)).await,
                 Ok(None) => {
                     conn.close(close::POLICY, "rejected");
-                    drive(ws, conn, Rejected, shutdown).await;
+                    connection.drive(Rejected).await;
                 }
                 Err(e) => {
                     let (code, reason) = match e {
@@ -41,7 +42,7 @@ impl Gateway {
                     };
                     tracing::warn!(error = %e, "socket could not be connected to its object");
                     conn.close(code, reason);
-                    drive(ws, conn, Rejected, shutdown).await;
+                    connection.drive(Rejected).await;
                 }
             }
         })

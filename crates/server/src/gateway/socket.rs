@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::upgrade::ServerSocket;
 
-/// How long a closing socket waits for the peer's close frame before it drops the connection.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long the writer may take to send a close after the connection ended on its own.
+const WRITER_GRACE: Duration = Duration::from_secs(1);
 
 /// Close codes of the wire contract.
 pub mod close {
@@ -43,12 +43,40 @@ pub trait SocketHandler: Send + 'static {
     fn on_close(self, conn: &Arc<SocketConn>, code: u16, reason: String) -> impl Future<Output = ()> + Send;
 }
 
-/// Runs `ws` until it closes. On `shutdown` the socket is closed with 1012.
-pub async fn drive<H: SocketHandler>(
+/// An upgraded WebSocket with its queue and settings, waiting for a handler.
+pub struct Connection {
+    ws: ServerSocket,
+    /// The runtime's handle on this socket.
+    pub conn: Arc<SocketConn>,
+    shutdown: CancellationToken,
+    close_timeout: Duration,
+}
+
+impl Connection {
+    pub fn new(ws: ServerSocket, conn: Arc<SocketConn>, shutdown: CancellationToken, close_timeout: Duration) -> Self {
+        Connection {
+            ws,
+            conn,
+            shutdown,
+            close_timeout,
+        }
+    }
+
+    /// Runs the socket with `handler` until it closes.
+    pub async fn drive<H: SocketHandler>(self, handler: H) {
+        drive(self.ws, self.conn, handler, self.shutdown, self.close_timeout).await;
+    }
+}
+
+/// Runs `ws` until it closes. On `shutdown` the socket is closed with 1012. Once a close is
+/// asked for, by either side of the server, the connection is dropped if the close handshake
+/// has not finished within `close_timeout` — a peer that stopped reading cannot hold it open.
+async fn drive<H: SocketHandler>(
     ws: ServerSocket,
     conn: Arc<SocketConn>,
     mut handler: H,
     shutdown: CancellationToken,
+    close_timeout: Duration,
 ) {
     let open = metrics::gauge!("switchboard_connections_open");
     open.increment(1.0);
@@ -93,17 +121,26 @@ pub async fn drive<H: SocketHandler>(
                 None => break,
             },
             _ = shutdown.cancelled(), if !conn.is_closing() => conn.close(close::RESTARTING, "server restarting"),
-            _ = &mut writer, if !writer_done => {
-                // Our close frame is out (or the connection broke): wait briefly for the peer's.
-                writer_done = true;
-                close_deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            _ = conn.closing(), if close_deadline.is_none() => {
+                close_deadline = Some(tokio::time::Instant::now() + close_timeout);
             }
-            _ = deadline => break,
+            _ = &mut writer, if !writer_done => {
+                // Our close frame is out (or the connection broke): wait a while for the peer's.
+                writer_done = true;
+                close_deadline.get_or_insert(tokio::time::Instant::now() + close_timeout);
+            }
+            _ = deadline => {
+                tracing::debug!(socket = conn.id(), "close handshake timed out; dropping the connection");
+                break;
+            }
         }
     }
     if !writer_done {
-        conn.close(close::NORMAL, "");
-        if tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+        let timed_out = close_deadline.is_some_and(|at| tokio::time::Instant::now() >= at);
+        if !timed_out {
+            conn.close(close::NORMAL, "");
+        }
+        if timed_out || tokio::time::timeout(WRITER_GRACE, &mut writer).await.is_err() {
             writer.abort();
         }
     }
