@@ -7,6 +7,7 @@
 //! nobody speaks in for a day forgets itself (an alarm).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -14,11 +15,15 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use switchboard_runtime::{
-    AlarmResult, AutoResponse, ConnectInfo, Context, Frame, ListOptions, NewSocket, Object, RuntimeBuilder, SocketRef,
-    StorageError,
+    AlarmResult, AutoResponse, ConnectInfo, Context, Frame, ListOptions, NewSocket, Object, RequestMatch,
+    RuntimeBuilder, SocketRef, StorageError,
 };
 use switchboard_server::Extension;
 use switchboard_server::gateway::Gateway;
+
+/// `ping` → `pong`, answered without waking the room; one for all rooms.
+static PING: LazyLock<Arc<AutoResponse>> =
+    LazyLock::new(|| Arc::new(AutoResponse::new(RequestMatch::Exact("ping".into()), "pong")));
 
 /// Messages a newcomer receives on joining.
 const BACKLOG: usize = 20;
@@ -52,10 +57,7 @@ impl Object for ChatRoom {
 
     async fn start(ctx: &mut Context) -> Result<Self, StorageError> {
         // Keep-alive pings are answered without waking the room.
-        ctx.set_auto_response(Some(AutoResponse::new(
-            switchboard_runtime::RequestMatch::Exact("ping".into()),
-            "pong",
-        )));
+        ctx.set_auto_response(Some(PING.clone()));
         Ok(ChatRoom {
             next_seq: ctx.storage().get("next_seq").await?.unwrap_or(0),
         })

@@ -1,6 +1,8 @@
 //! Live counters (PROTOCOLS.md §3): one object per counter name, HTTP RPC and a socket that
 //! receives every stored change.
 
+use std::sync::{Arc, LazyLock};
+
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -22,6 +24,14 @@ use crate::{Host, Settings, valid_name};
 const STATE: &str = "state";
 /// Prefix of history entries, followed by a zero-padded sequence number.
 const HISTORY: &str = "h:";
+/// `{"type":"ping"}` → `{"type":"pong","timestamp":ISO}`, answered without waking the counter;
+/// one for all counters.
+static PING: LazyLock<Arc<AutoResponse>> = LazyLock::new(|| {
+    Arc::new(AutoResponse::json(
+        json!({"type": "ping"}),
+        r#"{"type":"pong","timestamp":"{{now_iso}}"}"#,
+    ))
+});
 /// Most history entries one `getHistory` returns.
 const MAX_HISTORY_LIMIT: u32 = 1000;
 
@@ -60,10 +70,7 @@ impl Object for Counter {
     type Reply = Result<Value, ApiError>;
 
     async fn start(ctx: &mut Context) -> Result<Self, StorageError> {
-        ctx.set_auto_response(Some(AutoResponse::json(
-            json!({"type": "ping"}),
-            r#"{"type":"pong","timestamp":"{{now_iso}}"}"#,
-        )));
+        ctx.set_auto_response(Some(PING.clone()));
         Ok(Counter {
             name: ctx.name().to_string(),
             stored: ctx.storage().get(STATE).await?,

@@ -2,6 +2,7 @@
 //! the stored state on connect and every update after it is stored.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock};
 
 use axum::Json;
 use axum::Router;
@@ -21,6 +22,15 @@ use switchboard_runtime::{
 
 use crate::http::{ApiError, json_body, require_bearer};
 use crate::{Host, Settings, valid_name};
+
+/// `{"type":"ping"}` → `{"type":"pong","timestamp":ms}`, answered without waking the session;
+/// one for all sessions.
+static PING: LazyLock<Arc<AutoResponse>> = LazyLock::new(|| {
+    Arc::new(AutoResponse::json(
+        json!({"type": "ping"}),
+        r#"{"type":"pong","timestamp":{{now_ms}}}"#,
+    ))
+});
 
 const META: &str = "meta";
 const TRANSCRIPTIONS: &str = "t:";
@@ -63,10 +73,7 @@ impl Object for Session {
     type Reply = Result<Value, ApiError>;
 
     async fn start(ctx: &mut Context) -> Result<Self, StorageError> {
-        ctx.set_auto_response(Some(AutoResponse::json(
-            json!({"type": "ping"}),
-            r#"{"type":"pong","timestamp":{{now_ms}}}"#,
-        )));
+        ctx.set_auto_response(Some(PING.clone()));
         let storage = ctx.storage();
         let meta: Option<Meta> = storage.get(META).await?;
         let mut session = Session {

@@ -132,10 +132,10 @@ async fn handle<O: Object>(rt: &Runtime, obj: &mut O, ctx: &mut Context, event: 
                 });
             })));
         }
-        Event::Message(id, frame, done) => {
-            if let Some(conn) = ctx.core.sockets.conn(id) {
-                obj.on_message(ctx, SocketRef { conn }, frame).await;
-            }
+        Event::Message(conn, frame, done) => {
+            // The gateway reads a socket's close only after its last frame, so the socket is
+            // still the object's.
+            obj.on_message(ctx, SocketRef { conn }, frame).await;
             let _ = done.send(());
         }
         Event::Close(id, code, reason, done) => {

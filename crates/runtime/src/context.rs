@@ -145,7 +145,7 @@ impl Context {
     /// Sends a frame to the sockets with `tag` (all if `None`) except those in `except`.
     pub fn broadcast_to(&mut self, tag: Option<&str>, frame: Frame, except: &[&SocketRef]) {
         self.outputs.push(Output::Broadcast {
-            sockets: self.core.sockets.clone(),
+            object: self.core.clone(),
             frame,
             tag: tag.map(Arc::from),
             except: except.iter().map(|s| s.id()).collect(),
@@ -159,9 +159,10 @@ impl Context {
     }
 
     /// Sets (or with `None` removes) the request the gateway answers without waking this
-    /// object. It stays while the object hibernates.
-    pub fn set_auto_response(&mut self, auto_response: Option<AutoResponse>) {
-        *self.core.auto_response.write().expect("auto-response lock poisoned") = auto_response.map(Arc::new);
+    /// object. It stays while the object hibernates. It is an `Arc` so that every object of a
+    /// class can share one: a hibernated object then costs none of its memory.
+    pub fn set_auto_response(&mut self, auto_response: Option<Arc<AutoResponse>>) {
+        *self.core.auto_response.write().expect("auto-response lock poisoned") = auto_response;
     }
 
     /// When the gateway last auto-responded on `socket` (ms since the epoch; 0: never).

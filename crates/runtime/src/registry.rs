@@ -61,7 +61,8 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, CallError>>;
 pub(crate) enum Event<O: Object> {
     Call(O::Request, Reply<O::Reply>),
     Connect(NewSocket, Reply<bool>),
-    Message(SocketId, Frame, oneshot::Sender<()>),
+    /// A frame from one of the object's sockets (the socket itself: no lookup on the hot path).
+    Message(Arc<SocketConn>, Frame, oneshot::Sender<()>),
     Close(SocketId, u16, String, oneshot::Sender<()>),
     Alarm,
 }
@@ -69,7 +70,7 @@ pub(crate) enum Event<O: Object> {
 /// The part of a slot that objects and the gateway share, whatever the class.
 pub(crate) struct SlotCore {
     pub(crate) address: Address,
-    pub(crate) sockets: Arc<SocketSet>,
+    pub(crate) sockets: SocketSet,
     pub(crate) auto_response: RwLock<Option<Arc<AutoResponse>>>,
     /// Ticket of the last writes of any incarnation, so a new one's outputs never overtake an
     /// old one's.
@@ -100,7 +101,7 @@ pub(crate) trait AnySlot: Send + Sync + 'static {
     fn is_live(&self) -> bool;
     /// Removes the slot if it has neither an instance nor sockets. Called under the registry lock.
     fn remove_if_unused(&self) -> bool;
-    fn message(self: Arc<Self>, rt: &Runtime, id: SocketId, frame: Frame, done: oneshot::Sender<()>);
+    fn message(self: Arc<Self>, rt: &Runtime, conn: Arc<SocketConn>, frame: Frame, done: oneshot::Sender<()>);
     fn close(self: Arc<Self>, rt: &Runtime, id: SocketId, code: u16, reason: String, done: oneshot::Sender<()>);
 }
 
@@ -178,9 +179,9 @@ impl<O: Object> AnySlot for Slot<O> {
         state.removed
     }
 
-    fn message(self: Arc<Self>, rt: &Runtime, id: SocketId, frame: Frame, done: oneshot::Sender<()>) {
+    fn message(self: Arc<Self>, rt: &Runtime, conn: Arc<SocketConn>, frame: Frame, done: oneshot::Sender<()>) {
         // A slot with sockets is never removed, so the event always lands.
-        let _ = self.send(rt, Event::Message(id, frame, done));
+        let _ = self.send(rt, Event::Message(conn, frame, done));
     }
 
     fn close(self: Arc<Self>, rt: &Runtime, id: SocketId, code: u16, reason: String, done: oneshot::Sender<()>) {
@@ -190,12 +191,21 @@ impl<O: Object> AnySlot for Slot<O> {
 
 /// How the runtime reaches a class it only knows by name (alarms after a restart).
 trait Class: Send + Sync + 'static {
+    /// The class name, shared by every address of the class.
+    fn name(&self) -> &Arc<str>;
     fn fire_alarm(&self, rt: &Runtime, name: &str);
 }
 
-struct ClassOf<O>(PhantomData<fn() -> O>);
+struct ClassOf<O> {
+    name: Arc<str>,
+    _class: PhantomData<fn() -> O>,
+}
 
 impl<O: Object> Class for ClassOf<O> {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
     fn fire_alarm(&self, rt: &Runtime, name: &str) {
         rt.deliver::<O>(name, Event::Alarm);
     }
@@ -235,7 +245,11 @@ impl RuntimeBuilder {
     /// # Panics
     /// If another class with the same `CLASS` name is registered.
     pub fn class<O: Object>(mut self) -> Self {
-        let previous = self.classes.insert(O::CLASS, Arc::new(ClassOf::<O>(PhantomData)));
+        let class = ClassOf::<O> {
+            name: O::CLASS.into(),
+            _class: PhantomData,
+        };
+        let previous = self.classes.insert(O::CLASS, Arc::new(class));
         assert!(previous.is_none(), "object class {:?} registered twice", O::CLASS);
         self
     }
@@ -325,8 +339,13 @@ impl Runtime {
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
 
+    /// The slot of `(O::CLASS, name)`, created if needed. `O` must be registered.
     fn slot<O: Object>(&self, name: &str) -> Arc<Slot<O>> {
-        let address = Address::new(O::CLASS, name);
+        let class = self.inner.classes[O::CLASS].name().clone();
+        let address = Address {
+            class,
+            name: name.into(),
+        };
         let mut slots = self.inner.slots.lock().expect("registry poisoned");
         let slot = slots
             .entry(address.clone())
@@ -334,7 +353,7 @@ impl Runtime {
                 Arc::new(Slot::<O> {
                     core: Arc::new(SlotCore {
                         address,
-                        sockets: Arc::default(),
+                        sockets: SocketSet::default(),
                         auto_response: RwLock::new(None),
                         last_ticket: AtomicU64::new(0),
                         alarm_failures: AtomicU32::new(0),
@@ -462,7 +481,7 @@ impl ObjectSocket {
             }
         }
         let (tx, rx) = oneshot::channel();
-        self.slot.clone().message(&self.rt, self.conn.id(), frame, tx);
+        self.slot.clone().message(&self.rt, self.conn.clone(), frame, tx);
         let _ = rx.await;
     }
 

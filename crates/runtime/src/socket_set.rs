@@ -1,6 +1,5 @@
 //! The sockets of one object, with their tags and attachments: what survives hibernation.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::socket::{Frame, SocketConn, SocketId};
@@ -18,19 +17,38 @@ pub(crate) struct SocketRecord {
 
 /// An object's accepted sockets. Kept by the object's slot, so it outlives the object's
 /// in-memory instance.
+///
+/// A vector, not a map: most objects have a few sockets, a hibernated object should cost little,
+/// and the hot paths (broadcast, frames in) never look a socket up by id. Lookups by id (a
+/// close, `Context::socket`) scan, which stays in the microseconds for ten thousand sockets.
 #[derive(Default)]
 pub struct SocketSet {
     // Held only to look up or to enqueue, never across an await.
-    records: Mutex<HashMap<SocketId, SocketRecord>>,
+    records: Mutex<Vec<SocketRecord>>,
 }
 
 impl SocketSet {
     pub(crate) fn insert(&self, record: SocketRecord) {
-        self.lock().insert(record.conn.id(), record);
+        let mut records = self.lock();
+        if records.is_empty() {
+            // Most objects keep one socket: room for exactly that one.
+            records.reserve_exact(1);
+        }
+        records.push(record);
     }
 
     pub(crate) fn remove(&self, id: SocketId) -> bool {
-        self.lock().remove(&id).is_some()
+        let mut records = self.lock();
+        match records.iter().position(|r| r.conn.id() == id) {
+            Some(i) => {
+                records.swap_remove(i);
+                if records.is_empty() {
+                    *records = Vec::new();
+                }
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -42,47 +60,43 @@ impl SocketSet {
     }
 
     pub(crate) fn contains(&self, id: SocketId) -> bool {
-        self.lock().contains_key(&id)
+        self.lock().iter().any(|r| r.conn.id() == id)
+    }
+
+    fn find<T>(&self, id: SocketId, f: impl FnOnce(&mut SocketRecord) -> T) -> Option<T> {
+        self.lock().iter_mut().find(|r| r.conn.id() == id).map(f)
     }
 
     /// Connections of the sockets carrying `tag` (all sockets if `None`).
     pub(crate) fn conns(&self, tag: Option<&str>) -> Vec<Arc<SocketConn>> {
         self.lock()
-            .values()
+            .iter()
             .filter(|r| tag.is_none_or(|t| r.tags.iter().any(|x| &**x == t)))
             .map(|r| r.conn.clone())
             .collect()
     }
 
     pub(crate) fn conn(&self, id: SocketId) -> Option<Arc<SocketConn>> {
-        self.lock().get(&id).map(|r| r.conn.clone())
+        self.find(id, |r| r.conn.clone())
     }
 
     pub(crate) fn tags(&self, id: SocketId) -> Vec<String> {
-        self.lock()
-            .get(&id)
-            .map(|r| r.tags.iter().map(|t| t.to_string()).collect())
+        self.find(id, |r| r.tags.iter().map(|t| t.to_string()).collect())
             .unwrap_or_default()
     }
 
     pub(crate) fn attachment(&self, id: SocketId) -> Option<Box<[u8]>> {
-        self.lock().get(&id).and_then(|r| r.attachment.clone())
+        self.find(id, |r| r.attachment.clone()).flatten()
     }
 
     pub(crate) fn set_attachment(&self, id: SocketId, value: Option<Box<[u8]>>) -> bool {
-        match self.lock().get_mut(&id) {
-            Some(r) => {
-                r.attachment = value;
-                true
-            }
-            None => false,
-        }
+        self.find(id, |r| r.attachment = value).is_some()
     }
 
     /// Enqueues `frame` on every socket (with `tag`, if given) except those in `except`.
     pub(crate) fn broadcast(&self, frame: &Frame, tag: Option<&str>, except: &[SocketId]) {
         let records = self.lock();
-        for record in records.values() {
+        for record in records.iter() {
             if tag.is_some_and(|t| !record.tags.iter().any(|x| &**x == t)) || except.contains(&record.conn.id()) {
                 continue;
             }
@@ -91,7 +105,7 @@ impl SocketSet {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketId, SocketRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SocketRecord>> {
         self.records.lock().expect("socket set poisoned")
     }
 }

@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::registry::SlotCore;
 use crate::socket::{Frame, SocketConn, SocketId};
-use crate::socket_set::SocketSet;
 use crate::stats::Stats;
 use crate::storage::{Backend, ObjectWrites, StorageError};
 
@@ -40,7 +40,7 @@ pub(crate) enum Output {
     Send(Arc<SocketConn>, Frame),
     Close(Arc<SocketConn>, u16, String),
     Broadcast {
-        sockets: Arc<SocketSet>,
+        object: Arc<SlotCore>,
         frame: Frame,
         tag: Option<Arc<str>>,
         except: Vec<SocketId>,
@@ -59,11 +59,11 @@ impl Output {
             }
             Output::Close(conn, code, reason) => conn.close(code, reason),
             Output::Broadcast {
-                sockets,
+                object,
                 frame,
                 tag,
                 except,
-            } => sockets.broadcast(&frame, tag.as_deref(), &except),
+            } => object.sockets.broadcast(&frame, tag.as_deref(), &except),
         }
     }
 }

@@ -6,6 +6,11 @@ use clap::Parser;
 use switchboard_server::cli::{Cli, Command};
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc returns freed memory to the system (so an idle server shrinks when its objects
+/// hibernate) and reports its live heap, which `/metrics` publishes.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

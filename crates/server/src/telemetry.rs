@@ -59,6 +59,14 @@ fn describe() {
     );
     describe_gauge!("switchboard_objects_live", "Objects with an instance in memory");
     describe_gauge!(
+        "switchboard_heap_allocated_bytes",
+        "Bytes the program has allocated and not freed (jemalloc)"
+    );
+    describe_gauge!(
+        "switchboard_heap_resident_bytes",
+        "Bytes of the heap resident in memory (jemalloc)"
+    );
+    describe_gauge!(
         "switchboard_objects_hibernated",
         "Objects with open sockets and no instance in memory"
     );
@@ -85,6 +93,22 @@ fn describe() {
         "switchboard_storage_commit_failures_total",
         "Storage commits that failed"
     );
+}
+
+/// Publishes jemalloc's view of the heap, when jemalloc is the process's allocator (the
+/// `switchboard` binary); elsewhere the figures would describe an unused allocator, so none
+/// are published.
+pub fn record_heap() {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    if epoch::advance().is_err() {
+        return;
+    }
+    if let (Ok(allocated), Ok(resident)) = (stats::allocated::read(), stats::resident::read())
+        && allocated > 0
+    {
+        metrics::gauge!("switchboard_heap_allocated_bytes").set(allocated as f64);
+        metrics::gauge!("switchboard_heap_resident_bytes").set(resident as f64);
+    }
 }
 
 /// Publishes a runtime's counters as metrics, just before a scrape renders them.

@@ -104,6 +104,9 @@ struct Pings {
     recorder: Recorder,
 }
 
+/// The server's live-heap gauge (see `switchboard_server::telemetry::record_heap`).
+const HEAP: &str = "switchboard_heap_allocated_bytes";
+
 async fn hold(http: &reqwest::Client, target: &Target, args: &IdleArgs) -> anyhow::Result<Value> {
     let objects = args.sockets.div_ceil(args.per_object);
     let prefix = run_id("idle");
@@ -132,6 +135,9 @@ async fn hold(http: &reqwest::Client, target: &Target, args: &IdleArgs) -> anyho
         None
     };
     let auto0 = probe::metric(http, &target.base, "switchboard_auto_responses_total").await;
+    // The live heap, where the server publishes it: exact, unlike RSS, which an allocator may
+    // keep high after memory is freed.
+    let heap_before = probe::metric(http, &target.base, HEAP).await;
     let before = target.sample();
     let client_before = Sample::of(None).ok();
 
@@ -182,10 +188,12 @@ async fn hold(http: &reqwest::Client, target: &Target, args: &IdleArgs) -> anyho
     }
     bar.finish_and_clear();
     let held = target.sample();
+    let heap_held = probe::metric(http, &target.base, HEAP).await;
     let client_held = Sample::of(None).ok();
     let awake_pings = Summary::of(&pings.recorder.take());
 
     let (mut hibernated, mut all_hibernated, mut asleep, mut wakes_while_hibernated) = (None, None, None, None);
+    let mut heap_asleep = None;
     if switchboard && args.hibernate_timeout > 0.0 {
         let bar = report::bar(objects as u64, "waiting for hibernation");
         let want = hibernated0.unwrap_or(0.0) as u64 + objects as u64;
@@ -195,6 +203,7 @@ async fn hold(http: &reqwest::Client, target: &Target, args: &IdleArgs) -> anyho
         hibernated = Some(seen.saturating_sub(hibernated0.unwrap_or(0.0) as u64));
         all_hibernated = Some(reached);
         asleep = target.sample();
+        heap_asleep = probe::metric(http, &target.base, HEAP).await;
         // One more ping round while they sleep: answered, and waking nothing.
         let wakes0 = probe::metric(http, &target.base, "switchboard_object_wakes_total").await;
         tokio::time::sleep(interval.min(Duration::from_secs(5)) + Duration::from_millis(200)).await;
@@ -211,6 +220,10 @@ async fn hold(http: &reqwest::Client, target: &Target, args: &IdleArgs) -> anyho
     let per_socket = |sample: Option<Sample>| -> Option<i64> {
         let (b, s) = (before?, sample?);
         (connected > 0).then(|| (s.rss_bytes as i64 - b.rss_bytes as i64) / connected as i64)
+    };
+    let heap_per_socket = |heap: Option<f64>| -> Option<i64> {
+        let (b, h) = (heap_before?, heap?);
+        (connected > 0).then(|| ((h - b) / connected as f64).round() as i64)
     };
     let client_per_socket = match (client_before, client_held) {
         (Some(b), Some(h)) if connected > 0 => Some((h.rss_bytes as i64 - b.rss_bytes as i64) / connected as i64),
@@ -232,6 +245,9 @@ async fn hold(http: &reqwest::Client, target: &Target, args: &IdleArgs) -> anyho
         "server_rss_hibernated_bytes": asleep.map(|s| s.rss_bytes),
         "server_rss_per_hibernated_socket_bytes": per_socket(asleep),
         "client_rss_per_socket_bytes": client_per_socket,
+        "server_heap_before_bytes": heap_before,
+        "server_heap_per_socket_bytes": heap_per_socket(heap_held),
+        "server_heap_per_hibernated_socket_bytes": heap_per_socket(heap_asleep),
         "server_open_files_limit": target.pid.and_then(|p| probe::open_files_limit(Some(p))),
         "pings_sent": pings.sent.load(Ordering::Relaxed),
         "pongs": pings.answered.load(Ordering::Relaxed),

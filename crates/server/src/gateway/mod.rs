@@ -44,7 +44,8 @@ pub struct Gateway {
 
 impl Gateway {
     /// Upgrades `req` and runs `on_socket` with the new connection, as a task the shutdown
-    /// waits for. The one place sockets are born.
+    /// waits for; `on_socket` ends by handing the connection to a handler with
+    /// [`Connection::run`](socket::Connection::run). The one place sockets are born.
     pub fn upgrade<F, Fut>(&self, req: Request, on_socket: F) -> Response
     where
         F: FnOnce(socket::Connection) -> Fut + Send + 'static,
@@ -54,10 +55,9 @@ impl Gateway {
         let (limits, close_timeout) = (self.config.outbound_queue, self.config.close_timeout);
         let (shutdown, tracker) = (self.shutdown.clone(), self.sockets.clone());
         upgrade::upgrade(req, config, move |ws| {
-            tracker.track_future(async move {
-                let conn = Arc::new(SocketConn::new(limits));
-                on_socket(socket::Connection::new(ws, conn, shutdown, close_timeout)).await;
-            })
+            let conn = Arc::new(SocketConn::new(limits));
+            let connection = socket::Connection::new(ws, conn, shutdown, close_timeout, tracker.clone());
+            tracker.track_future(on_socket(connection))
         })
     }
 
@@ -69,7 +69,7 @@ impl Gateway {
     {
         self.upgrade(req, move |connection| async move {
             let handler = make_handler(connection.conn.clone());
-            connection.drive(handler).await;
+            connection.run(handler);
         })
     }
 }
@@ -129,6 +129,7 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
 
 async fn metrics(State(gw): State<Gateway>) -> impl IntoResponse {
     crate::telemetry::record_runtime(&gw.runtime.stats());
+    crate::telemetry::record_heap();
     ([("content-type", "text/plain; version=0.0.4")], gw.metrics.render())
 }
 

@@ -30,10 +30,10 @@ impl Gateway {
         self.upgrade(req, move |connection| async move {
             let conn = connection.conn.clone();
             match stub.connect(conn.clone(), info).await {
-                Ok(Some(socket)) => connection.drive(ObjectHandler(socket)).await,
+                Ok(Some(socket)) => connection.run(ObjectHandler(socket)),
                 Ok(None) => {
                     conn.close(close::POLICY, "rejected");
-                    connection.drive(Rejected).await;
+                    connection.run(Rejected);
                 }
                 Err(e) => {
                     let (code, reason) = match e {
@@ -42,7 +42,7 @@ impl Gateway {
                     };
                     tracing::warn!(error = %e, "socket could not be connected to its object");
                     conn.close(code, reason);
-                    connection.drive(Rejected).await;
+                    connection.run(Rejected);
                 }
             }
         })

@@ -8,12 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use switchboard_runtime::{Frame, SocketConn};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::upgrade::ServerSocket;
 
@@ -50,29 +53,43 @@ pub struct Connection {
     pub conn: Arc<SocketConn>,
     shutdown: CancellationToken,
     close_timeout: Duration,
+    tracker: TaskTracker,
 }
 
 impl Connection {
-    pub fn new(ws: ServerSocket, conn: Arc<SocketConn>, shutdown: CancellationToken, close_timeout: Duration) -> Self {
+    pub fn new(
+        ws: ServerSocket,
+        conn: Arc<SocketConn>,
+        shutdown: CancellationToken,
+        close_timeout: Duration,
+        tracker: TaskTracker,
+    ) -> Self {
         Connection {
             ws,
             conn,
             shutdown,
             close_timeout,
+            tracker,
         }
     }
 
-    /// Runs the socket with `handler` until it closes.
-    pub async fn drive<H: SocketHandler>(self, handler: H) {
-        drive(self.ws, self.conn, handler, self.shutdown, self.close_timeout).await;
+    /// Runs the socket with `handler` until it closes, on a reader task and a writer task of
+    /// its own, and returns at once. The tasks that upgraded and connected the socket end here:
+    /// an idle socket costs only the two small loops, not the setup that preceded them.
+    pub fn run<H: SocketHandler>(self, handler: H) {
+        let (sink, stream) = self.ws.split();
+        let writer = tokio::spawn(write_loop(sink, self.conn.clone()));
+        let reader = read_loop(stream, writer, self.conn, handler, self.shutdown, self.close_timeout);
+        self.tracker.spawn(reader);
     }
 }
 
-/// Runs `ws` until it closes. On `shutdown` the socket is closed with 1012. Once a close is
+/// Reads `ws` until it closes. On `shutdown` the socket is closed with 1012. Once a close is
 /// asked for, by either side of the server, the connection is dropped if the close handshake
 /// has not finished within `close_timeout` — a peer that stopped reading cannot hold it open.
-async fn drive<H: SocketHandler>(
-    ws: ServerSocket,
+async fn read_loop<H: SocketHandler>(
+    mut stream: SplitStream<ServerSocket>,
+    mut writer: JoinHandle<()>,
     conn: Arc<SocketConn>,
     mut handler: H,
     shutdown: CancellationToken,
@@ -81,8 +98,6 @@ async fn drive<H: SocketHandler>(
     let open = metrics::gauge!("switchboard_connections_open");
     open.increment(1.0);
     let frames_in = metrics::counter!("switchboard_frames_in_total");
-    let (sink, mut stream) = ws.split();
-    let mut writer = tokio::spawn(write_loop(sink, conn.clone()));
     let mut peer_close: Option<(u16, String)> = None;
     let mut writer_done = false;
     let mut close_deadline: Option<tokio::time::Instant> = None;
@@ -95,13 +110,15 @@ async fn drive<H: SocketHandler>(
         };
         tokio::select! {
             msg = stream.next() => match msg {
+                // The handler's futures are boxed so that this long-lived task does not carry
+                // room for them between frames (a task is as big as its largest state).
                 Some(Ok(Message::Text(text))) => {
                     frames_in.increment(1);
-                    handler.on_frame(&conn, Frame::Text(text)).await;
+                    Box::pin(handler.on_frame(&conn, Frame::Text(text))).await;
                 }
                 Some(Ok(Message::Binary(data))) => {
                     frames_in.increment(1);
-                    handler.on_frame(&conn, Frame::Binary(data)).await;
+                    Box::pin(handler.on_frame(&conn, Frame::Binary(data))).await;
                 }
                 Some(Ok(Message::Close(frame))) => {
                     // tungstenite answers the close itself; keep reading until the stream ends.
@@ -145,11 +162,11 @@ async fn drive<H: SocketHandler>(
         }
     }
     let (code, reason) = peer_close.unwrap_or((close::ABNORMAL, String::new()));
-    handler.on_close(&conn, code, reason).await;
+    Box::pin(handler.on_close(&conn, code, reason)).await;
     open.decrement(1.0);
 }
 
-async fn write_loop(mut sink: futures_util::stream::SplitSink<ServerSocket, Message>, conn: Arc<SocketConn>) {
+async fn write_loop(mut sink: SplitSink<ServerSocket, Message>, conn: Arc<SocketConn>) {
     let frames_out = metrics::counter!("switchboard_frames_out_total");
     loop {
         let batch = conn.next_batch().await;

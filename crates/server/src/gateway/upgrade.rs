@@ -18,14 +18,22 @@ use switchboard_apps::http::ApiError;
 /// The server side of an upgraded connection.
 pub type ServerSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
+/// Bytes read from a socket at a time. Every socket holds a buffer this big for its whole life,
+/// so it is small: client frames are mostly small, and a larger frame gets room for its whole
+/// payload once its header is read.
+const READ_BUFFER: usize = 512;
+
+/// Bytes of frames gathered before a write: a batch of queued frames goes out in one write (the
+/// writer flushes at the end of each batch) instead of one write per frame.
+const WRITE_COALESCE: usize = 16 * 1024;
+
 /// WebSocket settings for sockets served with at most `max_message` bytes per message.
 pub fn socket_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
-        // Small buffers: an idle socket should cost little memory; they grow as traffic needs.
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_COALESCE)
 }
 
 /// Checks that `headers` ask for a WebSocket upgrade; returns the client's key.

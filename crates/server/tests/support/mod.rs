@@ -41,6 +41,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.data_dir = data_dir.to_owned();
     config.auth_secret = Some(Secret::new(SECRET));
+    // Test clients often stop reading before the server's close: do not wait long for them.
+    config.close_timeout = Duration::from_millis(300);
     config
 }
 

@@ -39,10 +39,10 @@ impl Object for Tally {
     async fn start(ctx: &mut Context) -> Result<Self, StorageError> {
         let starts: u64 = ctx.storage().get("starts").await?.unwrap_or(0);
         ctx.storage().put("starts", &(starts + 1))?;
-        ctx.set_auto_response(Some(AutoResponse::json(
+        ctx.set_auto_response(Some(std::sync::Arc::new(AutoResponse::json(
             json!({"type": "ping"}),
             r#"{"type":"pong","timestamp":{{now_ms}}}"#,
-        )));
+        ))));
         Ok(Tally {
             value: ctx.storage().get("value").await?.unwrap_or(0),
         })
