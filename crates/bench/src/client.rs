@@ -120,6 +120,17 @@ where
 }
 
 /// An HTTP client with keep-alive connections, for RPCs and publishes.
+/// Closes `ws` politely: a close frame, then what the server still sends, for at most 5 s.
+pub async fn goodbye(ws: &mut Ws) {
+    use futures_util::StreamExt;
+    let close = async {
+        ws.close(None).await?;
+        while ws.next().await.is_some() {}
+        anyhow::Ok(())
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), close).await;
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(4096)

@@ -237,13 +237,10 @@ async fn ping_is_answered_without_waking() {
     )
     .await;
     let mut socket = ws(&server.ws_url("/ws/counter/p")).await;
-    for _ in 0..100 {
-        if server.runtime().stats().hibernated_objects == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let wakes = server.runtime().stats().wakes;
+    let wakes = server
+        .wait_for_stats("hibernation", |s| s.hibernated_objects == 1 && s.live_objects == 0)
+        .await
+        .wakes;
     send(&mut socket, r#"{"type":"ping"}"#).await;
     let pong = next_json(&mut socket).await;
     assert_eq!(pong["type"], "pong");

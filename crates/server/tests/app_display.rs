@@ -151,13 +151,10 @@ async fn ping_is_answered_without_waking() {
     .await;
     let mut display = ws(&server.ws_url("/session/p/display")).await;
     assert_eq!(next_json(&mut display).await["type"], "initial_state");
-    for _ in 0..100 {
-        if server.runtime().stats().hibernated_objects == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let wakes = server.runtime().stats().wakes;
+    let wakes = server
+        .wait_for_stats("hibernation", |s| s.hibernated_objects == 1 && s.live_objects == 0)
+        .await
+        .wakes;
     send(&mut display, r#"{"type":"ping"}"#).await;
     let pong = next_json(&mut display).await;
     assert_eq!(pong["type"], "pong");

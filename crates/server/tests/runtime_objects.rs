@@ -55,21 +55,11 @@ async fn hibernation_keeps_sockets_and_auto_responds() {
         let url = server.ws_url(&format!("/tally/sleepy/ws?tags=all,group{},user{i}&user=u{i}", i % 2));
         sockets.push(ws(&url).await);
     }
-    let runtime = server.runtime().clone();
-    let until = |pred: fn(&switchboard_runtime::StatsSnapshot) -> bool| {
-        let runtime = runtime.clone();
-        async move {
-            for _ in 0..200 {
-                if pred(&runtime.stats()) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            panic!("condition not reached: {:?}", runtime.stats());
-        }
-    };
-    until(|s| s.hibernations >= 1 && s.live_objects == 0 && s.hibernated_objects == 1).await;
-    let asleep = server.runtime().stats();
+    let asleep = server
+        .wait_for_stats("hibernation", |s| {
+            s.hibernations >= 1 && s.live_objects == 0 && s.hibernated_objects == 1
+        })
+        .await;
     assert_eq!(asleep.sockets, 100);
 
     // Ping: answered by the gateway, no wake.
@@ -99,15 +89,17 @@ async fn hibernation_keeps_sockets_and_auto_responds() {
     }
 
     // Asleep again, a socket closing wakes the object and its close is delivered.
-    until(|s| s.live_objects == 0 && s.hibernated_objects == 1).await;
-    let wakes = server.runtime().stats().wakes;
+    let wakes = server
+        .wait_for_stats("hibernation", |s| s.live_objects == 0 && s.hibernated_objects == 1)
+        .await
+        .wakes;
     let mut closing = sockets.pop().unwrap();
     let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
         code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
         reason: "bye".into(),
     };
     closing.close(Some(normal)).await.unwrap();
-    until(|s| s.sockets == 99).await;
+    server.wait_for_stats("the close", |s| s.sockets == 99).await;
     assert_eq!(server.runtime().stats().wakes, wakes + 1);
     let state = get(&server.url("/tally/sleepy")).await;
     assert_eq!(state["last_close"], serde_json::json!({"user": "u99", "code": 1000}));
@@ -232,13 +224,9 @@ async fn dead_consumer_is_dropped_after_close_timeout() {
     for _ in 0..100 {
         post(&client, &server.url("/tally/dead/burst?count=8&size=4000")).await;
     }
-    let started = std::time::Instant::now();
-    while server.runtime().stats().sockets > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the dead socket was never dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Within the 500 ms close timeout, plus time for the close to reach the object.
+    server
+        .wait_for_stats("dropping the dead socket", |s| s.sockets == 0)
+        .await;
     server.stop().await;
 }

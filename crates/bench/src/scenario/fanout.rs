@@ -648,12 +648,7 @@ impl Listener {
                 _ = stop.changed() => break,
             }
         }
-        let goodbye = async {
-            ws.close(None).await?;
-            while ws.next().await.is_some() {}
-            anyhow::Ok(())
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+        client::goodbye(&mut ws).await;
     }
 
     fn delivered(&self, delivery: Delivery, seen: &mut Vec<u64>, highest: &mut Option<u64>) {

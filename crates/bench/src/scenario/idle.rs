@@ -304,10 +304,5 @@ async fn ping_loop(
             _ = stop.changed() => break,
         }
     }
-    let goodbye = async {
-        ws.close(None).await?;
-        while ws.next().await.is_some() {}
-        anyhow::Ok(())
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+    client::goodbye(&mut ws).await;
 }
