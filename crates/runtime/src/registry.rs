@@ -243,12 +243,18 @@ impl RuntimeBuilder {
     /// Registers the object class `O`.
     ///
     /// # Panics
-    /// If another class with the same `CLASS` name is registered.
+    /// If another class with the same `CLASS` name is registered, or the name is
+    /// `_switchboard` (the runtime's own).
     pub fn class<O: Object>(mut self) -> Self {
         let class = ClassOf::<O> {
             name: O::CLASS.into(),
             _class: PhantomData,
         };
+        assert_ne!(
+            O::CLASS,
+            crate::store::RESERVED_CLASS,
+            "that class name is the runtime's own"
+        );
         let previous = self.classes.insert(O::CLASS, Arc::new(class));
         assert!(previous.is_none(), "object class {:?} registered twice", O::CLASS);
         self
@@ -326,9 +332,9 @@ impl Runtime {
         self.inner.stats.snapshot(hibernated, sockets)
     }
 
-    /// Whether the storage writer accepts writes.
+    /// Whether writes are being stored: not shutting down, and the last commit succeeded.
     pub fn is_ready(&self) -> bool {
-        !self.inner.shutdown.is_cancelled()
+        !self.inner.shutdown.is_cancelled() && self.inner.store.is_healthy()
     }
 
     /// Stops every actor after its current event, commits all submitted writes, and stops the

@@ -15,10 +15,18 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use crate::address::Address;
 use crate::registry::SlotCore;
 use crate::socket::{Frame, SocketConn, SocketId};
 use crate::stats::Stats;
-use crate::storage::{Backend, ObjectWrites, StorageError};
+use crate::storage::{Backend, ObjectWrites, StorageError, WriteOp};
+
+/// Class name under which the runtime keeps its own records (the health probe); object classes
+/// may not use it.
+pub(crate) const RESERVED_CLASS: &str = "_switchboard";
+
+/// How often an unhealthy writer checks whether storage works again.
+const HEALTH_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most tickets one commit takes, so one commit's latency stays bounded.
 const MAX_BATCH: usize = 8192;
@@ -98,6 +106,8 @@ pub(crate) struct Store {
     released: AtomicU64,
     held: Mutex<BTreeMap<u64, Vec<Held>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Whether the last commit succeeded: readiness for load balancers.
+    healthy: AtomicBool,
 }
 
 impl Store {
@@ -115,6 +125,7 @@ impl Store {
             released: AtomicU64::new(0),
             held: Mutex::new(BTreeMap::new()),
             writer: Mutex::new(None),
+            healthy: AtomicBool::new(true),
         });
         let writer_store = store.clone();
         let handle = std::thread::Builder::new()
@@ -189,6 +200,11 @@ impl Store {
         let _ = rx.wait_for(|c| *c >= ticket).await;
     }
 
+    /// True while the writer accepts writes and its last commit succeeded.
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire) && self.submitter.lock().expect("submitter poisoned").jobs.is_some()
+    }
+
     /// Highest committed ticket.
     pub(crate) fn committed(&self) -> u64 {
         *self.committed.borrow()
@@ -211,7 +227,27 @@ impl Store {
     fn write_loop(&self, jobs: mpsc::Receiver<Job>, stats: &Stats) {
         let batch_size = metrics::histogram!("switchboard_storage_commit_batch_size");
         let latency = metrics::histogram!("switchboard_storage_commit_seconds");
-        while let Ok(first) = jobs.recv() {
+        loop {
+            // While unhealthy, an empty commit each second tells when storage works again, even
+            // if no writes come (a load balancer stops sending traffic to an unready node).
+            let first = if self.healthy.load(Ordering::Acquire) {
+                jobs.recv().map_err(|_| ())
+            } else {
+                match jobs.recv_timeout(HEALTH_PROBE) {
+                    Ok(job) => Ok(job),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let probe = ObjectWrites {
+                            address: Address::new(RESERVED_CLASS, "health"),
+                            ops: vec![WriteOp::Put("probe".into(), b"1".to_vec())],
+                        };
+                        self.healthy
+                            .store(self.backend.commit(&[&probe]).is_ok(), Ordering::Release);
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+                }
+            };
+            let Ok(first) = first else { break };
             let mut writes = Vec::new();
             let mut flushes = Vec::new();
             let mut next = Some(first);
@@ -245,6 +281,9 @@ impl Store {
                 latency.record(started.elapsed().as_secs_f64());
                 batch_size.record(live.len() as f64);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
+                if !live.is_empty() {
+                    self.healthy.store(result.is_ok(), Ordering::Release);
+                }
                 if let Err(e) = result {
                     tracing::error!(error = %e, tickets = writes.len(), "storage commit failed; affected objects restart from storage");
                     stats.commit_failures.fetch_add(1, Ordering::Relaxed);

@@ -168,13 +168,23 @@ async fn failed_commit_drops_outputs_and_resets_the_object() {
     assert_eq!(stub.call(1).await.unwrap(), 1);
     assert_eq!(next_frame(&conn, Duration::from_secs(5)).await, Some(Frame::text("1")));
 
+    assert!(rt.is_ready());
     backend.fail_commits(true);
     assert!(matches!(stub.call(10).await, Err(CallError::CommitFailed)));
+    assert!(!rt.is_ready(), "a runtime whose commits fail is not ready");
     assert!(
         next_frame(&conn, Duration::from_millis(200)).await.is_none(),
         "a lost write was broadcast"
     );
     backend.fail_commits(false);
+    // With no writes at all, the writer's own probe finds storage working again.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !rt.is_ready() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("ready again without any write");
 
     assert_eq!(
         stub.call(0).await.unwrap(),
@@ -183,6 +193,7 @@ async fn failed_commit_drops_outputs_and_resets_the_object() {
     );
     assert_eq!(rt.stats().evictions, 1);
     assert_eq!(stub.call(2).await.unwrap(), 3);
+    assert!(rt.is_ready(), "ready again once commits succeed");
     assert_eq!(next_frame(&conn, Duration::from_secs(5)).await, Some(Frame::text("3")));
     rt.shutdown().await;
 }
