@@ -101,6 +101,11 @@ async fn read_loop<H: SocketHandler>(
     let mut peer_close: Option<(u16, String)> = None;
     let mut writer_done = false;
     let mut close_deadline: Option<tokio::time::Instant> = None;
+    // Made once, not per frame: each registers with a `Notify` when first polled.
+    let server_stopping = shutdown.cancelled();
+    let close_asked = conn.closing();
+    tokio::pin!(server_stopping, close_asked);
+    let mut restart_sent = false;
     loop {
         let deadline = async {
             match close_deadline {
@@ -137,8 +142,12 @@ async fn read_loop<H: SocketHandler>(
                 }
                 None => break,
             },
-            _ = shutdown.cancelled(), if !conn.is_closing() => conn.close(close::RESTARTING, "server restarting"),
-            _ = conn.closing(), if close_deadline.is_none() => {
+            _ = &mut server_stopping, if !restart_sent => {
+                // The first close asked for wins: a socket already closing keeps its reason.
+                restart_sent = true;
+                conn.close(close::RESTARTING, "server restarting");
+            }
+            _ = &mut close_asked, if close_deadline.is_none() => {
                 close_deadline = Some(tokio::time::Instant::now() + close_timeout);
             }
             _ = &mut writer, if !writer_done => {
