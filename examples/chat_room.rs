@@ -1,42 +1,66 @@
-//! A chat room as your own durable object class, served by an embedded Switchboard.
+//! A chat room as your own durable object class, served by an embedded Switchboard through the
+//! same App seam as the built-in apps.
 //!
 //! Run it with `cargo run --example chat_room`, then talk in two terminals:
 //! `switchboard connect "ws://127.0.0.1:8788/chat/lobby?name=ada"` and
 //! `switchboard connect "ws://127.0.0.1:8788/chat/lobby?name=bob"`.
-//! Every line one of them types reaches both; a newcomer first gets the last messages; a room
-//! nobody speaks in for a day forgets itself (an alarm).
+//! Every line one of them types reaches both (a topic per room); a newcomer first gets the last
+//! messages; every room tells a directory object how busy it is (`GET /chat` lists the rooms);
+//! with `SWITCHBOARD_CHAT_WEBHOOK_URL` set, every message is also POSTed there as a durable
+//! effect, retried until the backend answers 2xx; a room nobody speaks in for a day forgets
+//! itself (an alarm).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::Response;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use switchboard_apps::{App, AttachedApp, Host, attach};
 use switchboard_runtime::{
-    AlarmResult, AutoResponse, ConnectInfo, Context, Frame, ListOptions, NewSocket, Object, RequestMatch,
-    RuntimeBuilder, SocketRef, StorageError,
+    AutoResponse, CappedLog, ConnectInfo, Context, Effect, EffectDone, Frame, HookResult, HttpRequest, NewSocket,
+    Object, Publication, RequestMatch, RuntimeBuilder, SocketRef, Subscription, json_frame,
 };
-use switchboard_server::Extension;
-use switchboard_server::gateway::Gateway;
-
-/// `ping` → `pong`, answered without waking the room; one for all rooms.
-static PING: LazyLock<Arc<AutoResponse>> =
-    LazyLock::new(|| Arc::new(AutoResponse::new(RequestMatch::Exact("ping".into()), "pong")));
 
 /// Messages a newcomer receives on joining.
 const BACKLOG: usize = 20;
 /// A room with no message for this long deletes its history.
 const FORGET_AFTER_MS: i64 = 24 * 3600 * 1000;
 
+/// The chat app: its settings are configuration keys like the server's own.
+pub struct Chat;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Where every message is POSTed as `{"room","from","text","at"}`. Default: none.
+    pub chat_webhook_url: Option<String>,
+}
+
+impl App for Chat {
+    const NAME: &'static str = "chat";
+    type Config = ChatConfig;
+
+    fn register(&self, config: &ChatConfig, builder: RuntimeBuilder) -> RuntimeBuilder {
+        builder.class::<ChatRoom>().class::<Directory>().setting(config.clone())
+    }
+
+    fn routes(&self, _config: &ChatConfig) -> Router<Host> {
+        Router::new()
+            .route("/chat", get(rooms))
+            .route("/chat/{room}", get(join))
+    }
+}
+
 /// One chat room per name.
 pub struct ChatRoom {
-    next_seq: u64,
+    log: CappedLog,
 }
 
 /// A stored message, as sent to every member.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Said {
     pub from: String,
     pub text: String,
@@ -49,105 +73,163 @@ struct Member {
     name: String,
 }
 
+fn topic(room: &str) -> String {
+    format!("chat:{room}")
+}
+
 impl Object for ChatRoom {
     const CLASS: &'static str = "chat_room";
-    /// HTTP calls: none besides sockets in this example.
+    /// Rooms take no calls: only sockets.
     type Request = ();
     type Reply = ();
 
-    async fn start(ctx: &mut Context) -> Result<Self, StorageError> {
-        // Keep-alive pings are answered without waking the room.
-        ctx.set_auto_response(Some(PING.clone()));
+    /// Keep-alive pings are answered without waking the room.
+    fn auto_response() -> Option<AutoResponse> {
+        Some(AutoResponse::new(RequestMatch::Exact("ping".into()), "pong"))
+    }
+
+    async fn start(ctx: &mut Context) -> HookResult<Self> {
         Ok(ChatRoom {
-            next_seq: ctx.storage().get("next_seq").await?.unwrap_or(0),
+            log: CappedLog::open(ctx.storage(), "m:", BACKLOG).await?,
         })
     }
 
-    async fn on_request(&mut self, _ctx: &mut Context, _request: ()) {}
-
-    async fn on_connect(&mut self, ctx: &mut Context, socket: NewSocket) {
+    async fn on_connect(&mut self, ctx: &mut Context, socket: NewSocket) -> HookResult {
         let name = socket
             .info
             .params
             .get("name")
             .cloned()
             .unwrap_or_else(|| "anonymous".into());
-        let Ok(socket) = ctx.accept(socket, &[]) else { return };
-        let _ = ctx.set_attachment(&socket, &Member { name });
-        let backlog: Vec<(String, Said)> = match ctx
-            .storage()
-            .list(ListOptions::prefix("m:").reverse().limit(BACKLOG))
-            .await
-        {
-            Ok(rows) => rows,
-            Err(e) => return ctx.close(&socket, 1011, &format!("storage unavailable: {e}")),
-        };
-        for (_, said) in backlog.into_iter().rev() {
+        let socket = ctx.accept(socket, &[])?;
+        ctx.set_attachment(&socket, &Member { name: name.clone() })?;
+        for (_, said) in self.log.all::<Said>(ctx.storage()).await? {
             ctx.send_json(&socket, &said);
         }
+        let subscription = Subscription {
+            user: Some(name),
+            ..Default::default()
+        };
+        ctx.subscribe(socket.id(), &topic(ctx.name()), subscription)?;
+        Ok(())
     }
 
-    async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, frame: Frame) {
-        let Some(text) = frame.as_text() else { return };
+    async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, frame: Frame) -> HookResult {
+        let Some(text) = frame.as_text() else { return Ok(()) };
         let from = ctx
             .attachment::<Member>(&socket)
             .map_or_else(|| "anonymous".into(), |m| m.name);
         let said = Said {
             from,
             text: text.to_string(),
-            at: switchboard_proto::time::now_ms(),
+            at: ctx.now_ms(),
         };
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let stored = ctx
-            .storage()
-            .put(&format!("m:{seq:020}"), &said)
-            .and_then(|()| ctx.storage().put("next_seq", &self.next_seq));
-        if stored.is_err() {
-            return;
+        self.log.append(ctx.storage(), &said)?;
+        // Everyone in the room sees it once it is stored, the speaker included.
+        let room = ctx.name().to_string();
+        ctx.publish(Publication::new(&[topic(&room)], json_frame(&said)))?;
+        ctx.tell::<Directory>("all", Some(Spoke { room: room.clone() }));
+        if let Some(url) = ctx.setting::<ChatConfig>().and_then(|c| c.chat_webhook_url.clone()) {
+            let body = serde_json::json!({"room": room, "from": said.from, "text": said.text, "at": said.at});
+            ctx.enqueue(Effect::Http(HttpRequest::post_json(&url, &body)));
         }
-        if seq >= BACKLOG as u64 {
-            ctx.storage().delete(&format!("m:{:020}", seq - BACKLOG as u64));
-        }
-        // Everyone sees it once it is stored, the speaker included.
-        ctx.broadcast(Frame::text(serde_json::to_string(&said).expect("plain struct")));
         ctx.set_alarm(said.at + FORGET_AFTER_MS);
+        Ok(())
     }
 
-    async fn on_alarm(&mut self, ctx: &mut Context) -> AlarmResult {
+    async fn on_effect(&mut self, ctx: &mut Context, done: EffectDone) -> HookResult {
+        let delivered: u64 = ctx.storage().get("webhooks_delivered").await?.unwrap_or(0);
+        ctx.storage().put("webhooks_delivered", &(delivered + 1))?;
+        tracing::debug!(key = done.key, status = done.response.status, "webhook delivered");
+        Ok(())
+    }
+
+    async fn on_alarm(&mut self, ctx: &mut Context) -> HookResult {
         ctx.storage().delete_all();
-        self.next_seq = 0;
+        self.log.reset();
         Ok(())
     }
 }
 
-/// The chat room class and its route `GET /chat/{room}?name=…`.
-pub fn extension() -> Extension {
-    Extension {
-        classes: Box::new(|builder: RuntimeBuilder| builder.class::<ChatRoom>()),
-        routes: Router::new().route("/chat/{room}", get(join)),
+/// Which rooms have spoken, and how much: one object every room tells.
+pub struct Directory {
+    rooms: BTreeMap<String, u64>,
+}
+
+/// A room's message to the directory.
+#[derive(Serialize, Deserialize)]
+pub struct Spoke {
+    room: String,
+}
+
+impl Object for Directory {
+    const CLASS: &'static str = "chat_directory";
+    /// `Some` from a room that spoke; `None` to read the counts.
+    type Request = Option<Spoke>;
+    type Reply = BTreeMap<String, u64>;
+
+    async fn start(ctx: &mut Context) -> HookResult<Self> {
+        Ok(Directory {
+            rooms: ctx.storage().get("rooms").await?.unwrap_or_default(),
+        })
+    }
+
+    async fn on_request(&mut self, ctx: &mut Context, request: Option<Spoke>) -> HookResult<Self::Reply> {
+        if let Some(Spoke { room }) = request {
+            *self.rooms.entry(room).or_default() += 1;
+            ctx.storage().put("rooms", &self.rooms)?;
+        }
+        Ok(self.rooms.clone())
     }
 }
 
+/// The chat app, to serve beside the built-in ones.
+pub fn extension() -> Vec<Box<dyn AttachedApp>> {
+    vec![attach(Chat)]
+}
+
 async fn join(
-    State(gateway): State<Gateway>,
+    State(host): State<Host>,
     Path(room): Path<String>,
     Query(params): Query<BTreeMap<String, String>>,
     req: Request,
 ) -> Response {
-    let stub = gateway.runtime.object::<ChatRoom>(&room);
-    gateway.connect_object(req, stub, ConnectInfo { params, claims: None })
+    let stub = host.runtime().object::<ChatRoom>(&room);
+    let info = ConnectInfo {
+        params,
+        ..Default::default()
+    };
+    host.connect(req, stub, info, Default::default())
+}
+
+async fn rooms(State(host): State<Host>) -> Result<Json<BTreeMap<String, u64>>, switchboard_apps::http::ApiError> {
+    Ok(Json(host.runtime().object::<Directory>("all").call(None).await?))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut config = switchboard_server::config::Config::defaults();
-    config.listen = "127.0.0.1:8788".parse()?;
-    config.data_dir = "./chat-data".into();
+    use switchboard_server::config::{Config, Sources};
+    let apps = || {
+        let mut apps = switchboard_apps::builtin();
+        apps.extend(extension());
+        apps
+    };
+    // The server's own configuration (SWITCHBOARD_* variables), with the chat's keys known.
+    let mut config = Config::load_for(&Sources::from_process(None, Vec::new()), &apps())?;
+    if std::env::var_os("SWITCHBOARD_LISTEN").is_none() {
+        config.listen = "127.0.0.1:8788".parse()?;
+    }
+    if std::env::var_os("SWITCHBOARD_DATA_DIR").is_none() {
+        config.data_dir = "./chat-data".into();
+    }
     switchboard_server::telemetry::init_logging(config.log_format);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = switchboard_server::start_with(config, listener, shutdown.clone(), extension()).await?;
+    let serving = switchboard_server::Serving {
+        apps: apps(),
+        cluster: None,
+    };
+    let server = switchboard_server::start_with(config, listener, shutdown.clone(), serving).await?;
     tokio::signal::ctrl_c().await?;
     shutdown.cancel();
     server.wait().await

@@ -1,8 +1,6 @@
 //! Live counters (PROTOCOLS.md §3): one object per counter name, HTTP RPC and a socket that
 //! receives every stored change.
 
-use std::sync::{Arc, LazyLock};
-
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -14,29 +12,53 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchboard_proto::counter::{Args, HistoryEntry, Metadata, Mutation, Op, SocketRequest, Update, counter_id};
-use switchboard_proto::time::{iso_from_ms, now_ms};
-use switchboard_runtime::{AutoResponse, ConnectInfo, Context, Frame, ListOptions, Object, SocketRef, StorageError};
+use switchboard_proto::time::iso_from_ms;
+use switchboard_runtime::{
+    AutoResponse, CappedLog, ConnectInfo, Context, Frame, HookResult, Object, RuntimeBuilder, SocketRef,
+};
 
-use crate::http::{ApiError, json_body};
-use crate::{Host, Settings, valid_name};
+use crate::http::{ApiError, Refusal, json_body};
+use crate::{App, Host, valid_name};
 
 /// Storage key of the counter's value and metadata.
 const STATE: &str = "state";
 /// Prefix of history entries, followed by a zero-padded sequence number.
 const HISTORY: &str = "h:";
-/// `{"type":"ping"}` → `{"type":"pong","timestamp":ISO}`, answered without waking the counter;
-/// one for all counters.
-static PING: LazyLock<Arc<AutoResponse>> = LazyLock::new(|| {
-    Arc::new(AutoResponse::json(
-        json!({"type": "ping"}),
-        r#"{"type":"pong","timestamp":"{{now_iso}}"}"#,
-    ))
-});
 /// Most history entries one `getHistory` returns.
 const MAX_HISTORY_LIMIT: u32 = 1000;
 
-fn history_key(seq: u64) -> String {
-    format!("{HISTORY}{seq:020}")
+/// The live counters app (PROTOCOLS.md §3).
+pub struct Counters;
+
+/// Settings of the counters app.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CounterConfig {
+    /// Entries kept in each counter's history. Default: 1000.
+    pub counter_history_limit: usize,
+}
+
+impl Default for CounterConfig {
+    fn default() -> Self {
+        CounterConfig {
+            counter_history_limit: 1000,
+        }
+    }
+}
+
+impl App for Counters {
+    const NAME: &'static str = "counters";
+    type Config = CounterConfig;
+
+    fn register(&self, config: &CounterConfig, builder: RuntimeBuilder) -> RuntimeBuilder {
+        builder.class::<Counter>().setting(config.clone())
+    }
+
+    fn routes(&self, _config: &CounterConfig) -> Router<Host> {
+        Router::new()
+            .route("/rpc/{method}", post(rpc))
+            .route("/ws/counter/{name}", get(socket))
+    }
 }
 
 /// What is stored under [`STATE`].
@@ -46,7 +68,6 @@ struct Stored {
     created_at: i64,
     updated_at: i64,
     operation_count: u64,
-    next_seq: u64,
 }
 
 /// One counter.
@@ -54,40 +75,54 @@ pub struct Counter {
     name: String,
     /// `None` until the first mutation: reading a counter does not create it.
     stored: Option<Stored>,
+    history: CappedLog,
     first_seen: i64,
 }
 
 /// An operation on a counter.
+#[derive(Serialize, Deserialize)]
 pub struct CounterRequest {
     pub op: Op,
     pub args: Args,
 }
 
+/// What an operation returns.
+#[derive(Serialize, Deserialize)]
+pub enum Outcome {
+    Mutated(Mutation),
+    Value(i64),
+    Metadata(Metadata),
+    History(Vec<HistoryEntry>),
+}
+
 impl Object for Counter {
     const CLASS: &'static str = "counter";
     type Request = CounterRequest;
-    /// The HTTP reply body, or the error to answer with.
-    type Reply = Result<Value, ApiError>;
+    type Reply = Result<Outcome, Refusal>;
 
-    async fn start(ctx: &mut Context) -> Result<Self, StorageError> {
-        ctx.set_auto_response(Some(PING.clone()));
+    /// `{"type":"ping"}` → `{"type":"pong","timestamp":ISO}`, without waking the counter.
+    fn auto_response() -> Option<AutoResponse> {
+        Some(AutoResponse::json(
+            json!({"type": "ping"}),
+            r#"{"type":"pong","timestamp":"{{now_iso}}"}"#,
+        ))
+    }
+
+    async fn start(ctx: &mut Context) -> HookResult<Self> {
+        let limit = ctx.setting::<CounterConfig>().map_or(1000, |c| c.counter_history_limit);
         Ok(Counter {
             name: ctx.name().to_string(),
             stored: ctx.storage().get(STATE).await?,
-            first_seen: now_ms(),
+            history: CappedLog::open(ctx.storage(), HISTORY, limit).await?,
+            first_seen: ctx.now_ms(),
         })
     }
 
-    async fn on_request(&mut self, ctx: &mut Context, request: CounterRequest) -> Self::Reply {
-        Ok(match self.apply(ctx, request.op, &request.args).await? {
-            Outcome::Mutated(m) => serde_json::to_value(m).expect("wire types serialize"),
-            Outcome::Value(value) => json!({ "value": value }),
-            Outcome::Metadata(m) => serde_json::to_value(m).expect("wire types serialize"),
-            Outcome::History(h) => serde_json::to_value(h).expect("wire types serialize"),
-        })
+    async fn on_request(&mut self, ctx: &mut Context, request: CounterRequest) -> HookResult<Self::Reply> {
+        self.apply(ctx, request.op, &request.args).await
     }
 
-    async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, frame: Frame) {
+    async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, frame: Frame) -> HookResult {
         let reply = match frame.as_text().map(serde_json::from_str::<SocketRequest>) {
             None => json!({"type": "error", "message": "frames must be JSON text"}),
             Some(Err(e)) => json!({"type": "error", "message": format!("invalid message: {e}")}),
@@ -96,7 +131,7 @@ impl Object for Counter {
                     "type": "error", "id": request.id,
                     "message": format!("unknown type {:?}; expected ping or one of: {}", request.kind, Op::list()),
                 }),
-                Some(op) => match self.apply(ctx, op, &request.args).await {
+                Some(op) => match self.apply(ctx, op, &request.args).await? {
                     Ok(outcome) => {
                         let mut result = json!({"type": "result", "id": request.id});
                         let fields = match outcome {
@@ -110,19 +145,13 @@ impl Object for Counter {
                         }
                         result
                     }
-                    Err(e) => json!({"type": "error", "id": request.id, "message": e.message}),
+                    Err(e) => json!({"type": "error", "id": request.id, "message": e.to_string()}),
                 },
             },
         };
         ctx.send_json(&socket, &reply);
+        Ok(())
     }
-}
-
-enum Outcome {
-    Mutated(Mutation),
-    Value(i64),
-    Metadata(Metadata),
-    History(Vec<HistoryEntry>),
 }
 
 impl Counter {
@@ -145,12 +174,14 @@ impl Counter {
         }
     }
 
-    async fn apply(&mut self, ctx: &mut Context, op: Op, args: &Args) -> Result<Outcome, ApiError> {
+    /// Applies an operation: `Err` when a hook error (storage) discards the event, `Ok(Err)`
+    /// when the operation is refused and nothing changed.
+    async fn apply(&mut self, ctx: &mut Context, op: Op, args: &Args) -> HookResult<Result<Outcome, Refusal>> {
         let previous = self.value();
         let (value, amount) = match op {
-            Op::GetValue => return Ok(Outcome::Value(previous)),
-            Op::GetMetadata => return Ok(Outcome::Metadata(self.metadata())),
-            Op::GetHistory => return self.history(ctx, args.limit).await.map(Outcome::History),
+            Op::GetValue => return Ok(Ok(Outcome::Value(previous))),
+            Op::GetMetadata => return Ok(Ok(Outcome::Metadata(self.metadata()))),
+            Op::GetHistory => return self.history(ctx, args.limit).await,
             Op::Increment | Op::Decrement => {
                 let amount = args.amount.unwrap_or(1);
                 let value = if op == Op::Increment {
@@ -158,34 +189,34 @@ impl Counter {
                 } else {
                     previous.checked_sub(amount)
                 };
-                let value = value.ok_or_else(|| {
-                    ApiError::bad_request(format!(
+                let Some(value) = value else {
+                    return Ok(Err(Refusal::BadRequest(format!(
                         "{} by {amount} would overflow the 64-bit value {previous}; nothing was changed",
                         op.name()
-                    ))
-                })?;
+                    ))));
+                };
                 (value, Some(amount))
             }
-            Op::SetValue => (
-                args.value
-                    .ok_or_else(|| ApiError::bad_request("setValue needs an integer field `value`"))?,
-                None,
-            ),
+            Op::SetValue => match args.value {
+                Some(value) => (value, None),
+                None => {
+                    return Ok(Err(Refusal::BadRequest(
+                        "setValue needs an integer field `value`".into(),
+                    )));
+                }
+            },
             Op::Reset => (0, None),
         };
-        let now = now_ms();
+        let now = ctx.now_ms();
         let mut stored = self.stored.clone().unwrap_or(Stored {
             value: 0,
             created_at: self.first_seen,
             updated_at: now,
             operation_count: 0,
-            next_seq: 0,
         });
         stored.value = value;
         stored.updated_at = now;
         stored.operation_count += 1;
-        let seq = stored.next_seq;
-        stored.next_seq += 1;
         let entry = HistoryEntry {
             op: op.name().into(),
             amount,
@@ -193,13 +224,9 @@ impl Counter {
             previous_value: previous,
             timestamp: iso_from_ms(now),
         };
-        let limit = ctx.setting::<Settings>().map_or(1000, |s| s.counter_history_limit) as u64;
         let storage = ctx.storage();
         storage.put(STATE, &stored)?;
-        storage.put(&history_key(seq), &entry)?;
-        if seq >= limit {
-            storage.delete(&history_key(seq - limit));
-        }
+        self.history.append(storage, &entry)?;
         self.stored = Some(stored);
         let mutation = Mutation {
             value,
@@ -216,33 +243,23 @@ impl Counter {
         ctx.broadcast(Frame::text(
             serde_json::to_string(&update).expect("wire types serialize"),
         ));
-        Ok(Outcome::Mutated(mutation))
+        Ok(Ok(Outcome::Mutated(mutation)))
     }
 
-    async fn history(&self, ctx: &mut Context, limit: Option<u32>) -> Result<Vec<HistoryEntry>, ApiError> {
+    async fn history(&self, ctx: &mut Context, limit: Option<u32>) -> HookResult<Result<Outcome, Refusal>> {
         let limit = limit.unwrap_or(50);
         if limit == 0 || limit > MAX_HISTORY_LIMIT {
-            return Err(ApiError::bad_request(format!(
+            return Ok(Err(Refusal::BadRequest(format!(
                 "limit must be between 1 and {MAX_HISTORY_LIMIT}"
-            )));
+            ))));
         }
-        let entries: Vec<(String, HistoryEntry)> = ctx
-            .storage()
-            .list(ListOptions::prefix(HISTORY).reverse().limit(limit as usize))
-            .await?;
-        Ok(entries.into_iter().map(|(_, e)| e).collect())
+        let entries: Vec<(u64, HistoryEntry)> = self.history.newest(ctx.storage(), limit as usize).await?;
+        Ok(Ok(Outcome::History(entries.into_iter().map(|(_, e)| e).collect())))
     }
 }
 
-/// `POST /rpc/counter.<op>` and `GET /ws/counter/{name}`.
-pub fn routes<H: Host>() -> Router<H> {
-    Router::new()
-        .route("/rpc/{method}", post(rpc::<H>))
-        .route("/ws/counter/{name}", get(socket::<H>))
-}
-
-async fn rpc<H: Host>(
-    State(host): State<H>,
+async fn rpc(
+    State(host): State<Host>,
     Path(method): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -258,18 +275,23 @@ async fn rpc<H: Host>(
         .clone()
         .ok_or_else(|| ApiError::bad_request("missing field `name`"))?;
     valid_name("name", &name)?;
-    let reply = host
+    let outcome = host
         .runtime()
         .object::<Counter>(&name)
         .call(CounterRequest { op, args })
         .await??;
-    Ok(Json(reply))
+    Ok(Json(match outcome {
+        Outcome::Mutated(m) => serde_json::to_value(m).expect("wire types serialize"),
+        Outcome::Value(value) => json!({ "value": value }),
+        Outcome::Metadata(m) => serde_json::to_value(m).expect("wire types serialize"),
+        Outcome::History(h) => serde_json::to_value(h).expect("wire types serialize"),
+    }))
 }
 
-async fn socket<H: Host>(State(host): State<H>, Path(name): Path<String>, req: Request) -> Response {
+async fn socket(State(host): State<Host>, Path(name): Path<String>, req: Request) -> Response {
     if let Err(e) = valid_name("counter name", &name) {
         return axum::response::IntoResponse::into_response(e);
     }
     let stub = host.runtime().object::<Counter>(&name);
-    host.connect(req, stub, ConnectInfo::default())
+    host.connect(req, stub, ConnectInfo::default(), Default::default())
 }

@@ -2,7 +2,6 @@
 //! the stored state on connect and every update after it is stored.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, LazyLock};
 
 use axum::Json;
 use axum::Router;
@@ -15,26 +14,54 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchboard_proto::display::{Init, SessionState, Slot, validate_update};
-use switchboard_proto::time::now_ms;
 use switchboard_runtime::{
-    AutoResponse, ConnectInfo, Context, Frame, ListOptions, NewSocket, Object, SocketRef, StorageError, Stub,
+    AutoResponse, CappedLog, ConnectInfo, Context, Frame, HookResult, NewSocket, Object, RuntimeBuilder, SocketRef,
+    Stub,
 };
 
-use crate::http::{ApiError, json_body, require_bearer};
-use crate::{Host, Settings, valid_name};
-
-/// `{"type":"ping"}` → `{"type":"pong","timestamp":ms}`, answered without waking the session;
-/// one for all sessions.
-static PING: LazyLock<Arc<AutoResponse>> = LazyLock::new(|| {
-    Arc::new(AutoResponse::json(
-        json!({"type": "ping"}),
-        r#"{"type":"pong","timestamp":{{now_ms}}}"#,
-    ))
-});
+use crate::http::{ApiError, Refusal, json_body};
+use crate::{App, Host, valid_name};
 
 const META: &str = "meta";
 const TRANSCRIPTIONS: &str = "t:";
 const DISPLAY_UPDATES: &str = "d:";
+
+/// The restaurant display app (PROTOCOLS.md §5).
+pub struct Displays;
+
+/// Settings of the display app.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DisplayConfig {
+    /// Entries kept in each session's `transcriptions` and `displayUpdates`. Default: 100.
+    pub display_list_limit: usize,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        DisplayConfig {
+            display_list_limit: 100,
+        }
+    }
+}
+
+impl App for Displays {
+    const NAME: &'static str = "displays";
+    type Config = DisplayConfig;
+
+    fn register(&self, config: &DisplayConfig, builder: RuntimeBuilder) -> RuntimeBuilder {
+        builder.class::<Session>().setting(config.clone())
+    }
+
+    /// `/session/{id}/display`, `init`, `update` and `state`.
+    fn routes(&self, _config: &DisplayConfig) -> Router<Host> {
+        Router::new()
+            .route("/session/{id}/display", get(display))
+            .route("/session/{id}/init", post(init))
+            .route("/session/{id}/update", post(update))
+            .route("/session/{id}/state", get(state))
+    }
+}
 
 /// The stored part of a session besides its lists.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -42,7 +69,39 @@ struct Meta {
     tenant_id: String,
     started_at: i64,
     current_order: Value,
-    next_seq: u64,
+}
+
+/// A list of the session: in memory for `initial_state`, and in a capped log.
+struct List {
+    log: CappedLog,
+    entries: VecDeque<Value>,
+}
+
+impl List {
+    async fn open(ctx: &mut Context, prefix: &str, limit: usize) -> HookResult<Self> {
+        let log = CappedLog::open(ctx.storage(), prefix, limit).await?;
+        let entries = log
+            .all::<Value>(ctx.storage())
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        Ok(List { log, entries })
+    }
+
+    fn push(&mut self, ctx: &mut Context, value: Value, limit: usize) -> HookResult {
+        self.log.append(ctx.storage(), &value)?;
+        self.entries.push_back(value);
+        while self.entries.len() > limit {
+            self.entries.pop_front();
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.log.reset();
+        self.entries.clear();
+    }
 }
 
 /// One display session.
@@ -50,11 +109,11 @@ pub struct Session {
     id: String,
     /// `None` until `init`.
     meta: Option<Meta>,
-    /// Each list with the sequence number its entries are stored under.
-    transcriptions: VecDeque<(u64, Value)>,
-    display_updates: VecDeque<(u64, Value)>,
+    transcriptions: List,
+    display_updates: List,
 }
 
+#[derive(Serialize, Deserialize)]
 pub enum SessionRequest {
     Init {
         tenant_id: String,
@@ -67,99 +126,98 @@ pub enum SessionRequest {
     State,
 }
 
+/// What a session answers.
+#[derive(Serialize, Deserialize)]
+pub enum SessionReply {
+    Initialised(SessionState),
+    Updated,
+    State(SessionState),
+}
+
 impl Object for Session {
     const CLASS: &'static str = "display";
     type Request = SessionRequest;
-    type Reply = Result<Value, ApiError>;
+    type Reply = Result<SessionReply, Refusal>;
 
-    async fn start(ctx: &mut Context) -> Result<Self, StorageError> {
-        ctx.set_auto_response(Some(PING.clone()));
-        let storage = ctx.storage();
-        let meta: Option<Meta> = storage.get(META).await?;
-        let mut session = Session {
-            id: ctx.name().to_string(),
-            meta,
-            transcriptions: VecDeque::new(),
-            display_updates: VecDeque::new(),
-        };
-        if session.meta.is_some() {
-            session.transcriptions = load(ctx, TRANSCRIPTIONS).await?;
-            session.display_updates = load(ctx, DISPLAY_UPDATES).await?;
-        }
-        Ok(session)
+    /// `{"type":"ping"}` → `{"type":"pong","timestamp":ms}`, without waking the session.
+    fn auto_response() -> Option<AutoResponse> {
+        Some(AutoResponse::json(
+            json!({"type": "ping"}),
+            r#"{"type":"pong","timestamp":{{now_ms}}}"#,
+        ))
     }
 
-    async fn on_request(&mut self, ctx: &mut Context, request: SessionRequest) -> Self::Reply {
-        match request {
+    async fn start(ctx: &mut Context) -> HookResult<Self> {
+        let limit = list_limit(ctx);
+        let meta: Option<Meta> = ctx.storage().get(META).await?;
+        Ok(Session {
+            id: ctx.name().to_string(),
+            meta,
+            transcriptions: List::open(ctx, TRANSCRIPTIONS, limit).await?,
+            display_updates: List::open(ctx, DISPLAY_UPDATES, limit).await?,
+        })
+    }
+
+    async fn on_request(&mut self, ctx: &mut Context, request: SessionRequest) -> HookResult<Self::Reply> {
+        Ok(match request {
             SessionRequest::Init { tenant_id } => {
-                let storage = ctx.storage();
-                storage.delete_all();
+                ctx.storage().delete_all();
                 let meta = Meta {
                     tenant_id,
-                    started_at: now_ms(),
+                    started_at: ctx.now_ms(),
                     current_order: Value::Null,
-                    next_seq: 0,
                 };
-                storage.put(META, &meta)?;
+                ctx.storage().put(META, &meta)?;
                 self.meta = Some(meta);
                 self.transcriptions.clear();
                 self.display_updates.clear();
                 // Displays already open start over from the new state.
                 let state = self.state();
-                ctx.broadcast(initial_state(&state));
-                Ok(json!({ "success": true, "state": state }))
+                let frame = initial_state(&state, ctx.now_ms());
+                ctx.broadcast(frame);
+                Ok(SessionReply::Initialised(state))
             }
             SessionRequest::Update { update, kind } => {
                 let Some(meta) = self.meta.as_mut() else {
-                    return Err(self.not_initialised());
+                    return Ok(Err(self.not_initialised()));
                 };
-                let limit = ctx.setting::<Settings>().map_or(100, |s| s.display_list_limit);
-                let storage = ctx.storage();
-                let (list, prefix) = match Slot::for_type(&kind) {
-                    Slot::CurrentOrder => {
-                        meta.current_order = update.clone();
-                        (None, "")
-                    }
-                    Slot::Transcriptions => (Some(&mut self.transcriptions), TRANSCRIPTIONS),
-                    Slot::DisplayUpdates => (Some(&mut self.display_updates), DISPLAY_UPDATES),
-                };
-                if let Some(list) = list {
-                    let seq = meta.next_seq;
-                    meta.next_seq += 1;
-                    storage.put(&format!("{prefix}{seq:020}"), &update)?;
-                    list.push_back((seq, update.clone()));
-                    while list.len() > limit {
-                        let (old, _) = list.pop_front().expect("longer than the limit");
-                        storage.delete(&format!("{prefix}{old:020}"));
-                    }
+                let limit = list_limit(ctx);
+                match Slot::for_type(&kind) {
+                    Slot::CurrentOrder => meta.current_order = update.clone(),
+                    Slot::Transcriptions => self.transcriptions.push(ctx, update.clone(), limit)?,
+                    Slot::DisplayUpdates => self.display_updates.push(ctx, update.clone(), limit)?,
                 }
-                storage.put(META, meta)?;
-                let frame = json!({"type": "update", "update": update, "timestamp": now_ms()});
+                ctx.storage().put(META, meta)?;
+                let frame = json!({"type": "update", "update": update, "timestamp": ctx.now_ms()});
                 ctx.broadcast(Frame::text(frame.to_string()));
-                Ok(json!({ "success": true }))
+                Ok(SessionReply::Updated)
             }
             SessionRequest::State => match self.meta {
-                Some(_) => Ok(serde_json::to_value(self.state()).expect("wire types serialize")),
+                Some(_) => Ok(SessionReply::State(self.state())),
                 None => Err(self.not_initialised()),
             },
-        }
+        })
     }
 
-    async fn on_connect(&mut self, ctx: &mut Context, socket: NewSocket) {
-        let Ok(socket) = ctx.accept(socket, &[]) else {
-            return;
-        };
-        let frame = initial_state(&self.state());
+    async fn on_connect(&mut self, ctx: &mut Context, socket: NewSocket) -> HookResult {
+        let socket = ctx.accept(socket, &[])?;
+        let frame = initial_state(&self.state(), ctx.now_ms());
         ctx.send(&socket, frame);
+        Ok(())
     }
 
-    async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, _frame: Frame) {
+    async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, _frame: Frame) -> HookResult {
         // Displays only listen; pings are answered by the gateway before they get here.
         ctx.send_json(
             &socket,
             &json!({"type": "error", "message": "displays only send {\"type\":\"ping\"}"}),
         );
+        Ok(())
     }
+}
+
+fn list_limit(ctx: &Context) -> usize {
+    ctx.setting::<DisplayConfig>().map_or(100, |c| c.display_list_limit)
 }
 
 impl Session {
@@ -169,84 +227,77 @@ impl Session {
             state.tenant_id = Some(meta.tenant_id.clone());
             state.started_at = Some(meta.started_at);
             state.current_order = meta.current_order.clone();
-            state.transcriptions = self.transcriptions.iter().map(|(_, v)| v.clone()).collect();
-            state.display_updates = self.display_updates.iter().map(|(_, v)| v.clone()).collect();
+            state.transcriptions = self.transcriptions.entries.iter().cloned().collect();
+            state.display_updates = self.display_updates.entries.iter().cloned().collect();
         }
         state
     }
 
-    fn not_initialised(&self) -> ApiError {
-        ApiError::not_found(format!(
+    fn not_initialised(&self) -> Refusal {
+        Refusal::NotFound(format!(
             "session {:?} has not been initialised; POST /session/{}/init first",
             self.id, self.id
         ))
     }
 }
 
-fn initial_state(state: &SessionState) -> Frame {
-    Frame::text(json!({"type": "initial_state", "state": state, "timestamp": now_ms()}).to_string())
+fn initial_state(state: &SessionState, now_ms: i64) -> Frame {
+    Frame::text(json!({"type": "initial_state", "state": state, "timestamp": now_ms}).to_string())
 }
 
-async fn load(ctx: &mut Context, prefix: &str) -> Result<VecDeque<(u64, Value)>, StorageError> {
-    let rows: Vec<(String, Value)> = ctx.storage().list(ListOptions::prefix(prefix)).await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(key, value)| key[prefix.len()..].parse().ok().map(|seq| (seq, value)))
-        .collect())
-}
-
-/// `/session/{id}/display`, `init`, `update` and `state`.
-pub fn routes<H: Host>() -> Router<H> {
-    Router::new()
-        .route("/session/{id}/display", get(display::<H>))
-        .route("/session/{id}/init", post(init::<H>))
-        .route("/session/{id}/update", post(update::<H>))
-        .route("/session/{id}/state", get(state::<H>))
-}
-
-async fn display<H: Host>(State(host): State<H>, Path(id): Path<String>, req: Request) -> Response {
+async fn display(State(host): State<Host>, Path(id): Path<String>, req: Request) -> Response {
     if let Err(e) = valid_name("session id", &id) {
         return e.into_response();
     }
     let stub = host.runtime().object::<Session>(&id);
-    host.connect(req, stub, ConnectInfo::default())
+    host.connect(req, stub, ConnectInfo::default(), Default::default())
 }
 
 /// The session behind an authorized request for a valid id.
-fn authorized<H: Host>(host: &H, headers: &HeaderMap, id: &str) -> Result<Stub<Session>, ApiError> {
-    require_bearer(headers, host.auth_secret())?;
+fn authorized(host: &Host, headers: &HeaderMap, id: &str) -> Result<Stub<Session>, ApiError> {
+    host.require_bearer(headers)?;
     valid_name("session id", id)?;
     Ok(host.runtime().object::<Session>(id))
 }
 
-async fn init<H: Host>(
-    State(host): State<H>,
+async fn init(
+    State(host): State<Host>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let session = authorized(&host, &headers, &id)?;
     let Init { tenant_id } = json_body(body)?;
-    Ok(Json(session.call(SessionRequest::Init { tenant_id }).await??))
+    reply_json(session.call(SessionRequest::Init { tenant_id }).await??)
 }
 
-async fn update<H: Host>(
-    State(host): State<H>,
+async fn update(
+    State(host): State<Host>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let session = authorized(&host, &headers, &id)?;
-    let (update, kind) = validate_update(json_body(body)?, now_ms()).map_err(ApiError::bad_request)?;
-    Ok(Json(session.call(SessionRequest::Update { update, kind }).await??))
+    let now = host.runtime().now_ms();
+    let (update, kind) = validate_update(json_body(body)?, now).map_err(ApiError::bad_request)?;
+    reply_json(session.call(SessionRequest::Update { update, kind }).await??)
 }
 
-async fn state<H: Host>(State(host): State<H>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn state(State(host): State<Host>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     valid_name("session id", &id)?;
-    Ok(Json(
+    reply_json(
         host.runtime()
             .object::<Session>(&id)
             .call(SessionRequest::State)
             .await??,
-    ))
+    )
+}
+
+/// The HTTP body of a session's reply, as the display contract has it.
+fn reply_json(reply: SessionReply) -> Result<Json<Value>, ApiError> {
+    Ok(Json(match reply {
+        SessionReply::Initialised(state) => json!({ "success": true, "state": state }),
+        SessionReply::Updated => json!({ "success": true }),
+        SessionReply::State(state) => serde_json::to_value(state).expect("wire types serialize"),
+    }))
 }

@@ -46,6 +46,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A request an object refused, as its typed reply carries it; the route answers it with its
+/// HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::BadRequest(m) => ApiError::bad_request(m),
+            Refusal::NotFound(m) => ApiError::not_found(m),
+            Refusal::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+        }
+    }
+}
+
 impl From<switchboard_runtime::CallError> for ApiError {
     fn from(e: switchboard_runtime::CallError) -> Self {
         ApiError::unavailable(e)

@@ -55,7 +55,7 @@ impl Op {
 }
 
 /// The fields an operation may carry, from an RPC body or a socket frame.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Args {
     pub name: Option<String>,
     pub amount: Option<i64>,

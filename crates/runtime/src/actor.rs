@@ -6,14 +6,12 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
 use crate::context::Context;
-use crate::object::{Object, SocketRef};
-use crate::registry::{CallError, Event, Runtime, Slot, SlotCore};
+use crate::effect::outbox_address;
+use crate::object::{HookError, Object, SocketRef};
+use crate::registry::{CallError, Event, Runtime, Slot, SlotCore, topics_address};
 use crate::storage::view::Storage;
 use crate::storage::{ObjectWrites, WriteOp};
 use crate::store::{Health, Output, fail_all};
-
-/// Most delivery attempts of one alarm; after these it is dropped (and logged).
-const ALARM_ATTEMPTS: u32 = 6;
 
 /// Runs one incarnation of an object until it hibernates or the runtime shuts down.
 pub(crate) async fn run<O: Object>(rt: Runtime, slot: Arc<Slot<O>>) {
@@ -46,6 +44,10 @@ pub(crate) async fn run<O: Object>(rt: Runtime, slot: Arc<Slot<O>>) {
             }
             continue;
         };
+        if inner.shutdown.is_cancelled() {
+            event.fail(CallError::ShuttingDown);
+            continue;
+        }
         if ctx.health.is_poisoned() {
             // A commit carrying this instance's writes failed: its memory may hold state that
             // storage does not. Start again from storage.
@@ -58,15 +60,28 @@ pub(crate) async fn run<O: Object>(rt: Runtime, slot: Arc<Slot<O>>) {
                 Ok(started) => object = Some(started),
                 Err(e) => {
                     tracing::error!(address = %slot.core.address, error = %e, "object failed to start");
-                    ctx.storage.reset();
-                    fail_all(std::mem::take(&mut ctx.outputs));
-                    fail_event(&rt, &slot.core, event, CallError::Start(e));
+                    discard(&mut ctx);
+                    match event {
+                        Event::Alarm => retry_alarm(&rt, &mut ctx),
+                        other => other.fail(CallError::Start(e.to_string())),
+                    }
                     continue;
                 }
             }
         }
         let obj = object.as_mut().expect("started above");
-        handle(&rt, obj, &mut ctx, event).await;
+        let is_alarm = matches!(event, Event::Alarm);
+        if let Err(e) = handle(&rt, obj, &mut ctx, event).await {
+            // Memory may have run ahead of storage: drop the event's work and the instance.
+            tracing::warn!(address = %slot.core.address, error = %e, "an event failed; its writes and outputs are discarded and the object restarts from storage");
+            inner.stats.hook_failures.fetch_add(1, Ordering::Relaxed);
+            discard(&mut ctx);
+            object = None;
+            if is_alarm {
+                retry_alarm(&rt, &mut ctx);
+            }
+            continue;
+        }
         finish_event(&rt, &slot.core, &mut ctx);
         idle.as_mut().reset(Instant::now() + hibernate_after);
     }
@@ -94,8 +109,8 @@ impl<O: Object> Drop for Exit<'_, O> {
 
 fn new_context(rt: &Runtime, core: &Arc<SlotCore>) -> Context {
     Context {
+        rt: rt.clone(),
         core: core.clone(),
-        settings: rt.inner.settings.clone(),
         storage: Storage::new(
             core.address.clone(),
             rt.inner.store.clone(),
@@ -104,100 +119,105 @@ fn new_context(rt: &Runtime, core: &Arc<SlotCore>) -> Context {
         outputs: Vec::new(),
         health: Arc::new(Health::default()),
         alarm_change: None,
-        alarms: rt.inner.alarms.clone(),
+        publishes: Vec::new(),
+        effect_ops: Vec::new(),
     }
 }
 
-async fn handle<O: Object>(rt: &Runtime, obj: &mut O, ctx: &mut Context, event: Event<O>) {
+/// Forgets everything the current event did that is not yet submitted.
+fn discard(ctx: &mut Context) {
+    ctx.storage.reset();
+    ctx.alarm_change = None;
+    ctx.publishes.clear();
+    ctx.effect_ops.clear();
+    fail_all(std::mem::take(&mut ctx.outputs));
+}
+
+/// Tries the object's alarm again later, with backoff.
+fn retry_alarm(rt: &Runtime, ctx: &mut Context) {
+    let failures = ctx.core.alarm_failures.fetch_add(1, Ordering::Relaxed) + 1;
+    let wait = rt.inner.config.alarm_retry.delay(failures);
+    tracing::warn!(address = %ctx.core.address, failures, retry_in_ms = wait.as_millis() as u64, "alarm failed; retrying");
+    ctx.set_alarm(rt.now_ms() + wait.as_millis() as i64);
+    finish_event(rt, &ctx.core.clone(), ctx);
+}
+
+async fn handle<O: Object>(rt: &Runtime, obj: &mut O, ctx: &mut Context, event: Event<O>) -> Result<(), HookError> {
     match event {
-        Event::Call(request, reply) => {
-            let result = obj.on_request(ctx, request).await;
-            ctx.outputs.push(Output::Reply(Box::new(move |released| {
-                let _ = reply.send(if released {
-                    Ok(result)
-                } else {
-                    Err(CallError::CommitFailed)
-                });
-            })));
-        }
+        Event::Call(request, reply) => match obj.on_request(ctx, request).await {
+            Ok(result) => {
+                if let Some(reply) = reply {
+                    ctx.outputs.push(Output::run(move |released| {
+                        let _ = reply.send(if released {
+                            Ok(result)
+                        } else {
+                            Err(CallError::CommitFailed)
+                        });
+                    }));
+                }
+            }
+            Err(e) => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(CallError::Failed(e.to_string())));
+                }
+                return Err(e);
+            }
+        },
         Event::Connect(socket, reply) => {
             let id = socket.id();
-            obj.on_connect(ctx, socket).await;
+            if let Err(e) = obj.on_connect(ctx, *socket).await {
+                ctx.core.sockets.remove(id);
+                let _ = reply.send(Err(CallError::Failed(e.to_string())));
+                return Err(e);
+            }
             let accepted = ctx.core.sockets.contains(id);
-            ctx.outputs.push(Output::Reply(Box::new(move |released| {
+            ctx.outputs.push(Output::run(move |released| {
                 let _ = reply.send(if released {
                     Ok(accepted)
                 } else {
                     Err(CallError::CommitFailed)
                 });
-            })));
+            }));
         }
         Event::Message(conn, frame, done) => {
             // The gateway reads a socket's close only after its last frame, so the socket is
             // still the object's.
-            obj.on_message(ctx, SocketRef { conn }, frame).await;
+            let result = obj.on_message(ctx, SocketRef { conn }, frame).await;
             let _ = done.send(());
+            result?;
         }
         Event::Close(id, code, reason, done) => {
-            if let Some(conn) = ctx.core.sockets.conn(id) {
-                obj.on_close(ctx, SocketRef { conn }, code, reason).await;
-                ctx.core.sockets.remove(id);
-            }
+            let result = match ctx.core.sockets.conn(id) {
+                Some(conn) => {
+                    let result = obj.on_close(ctx, SocketRef { conn }, code, reason).await;
+                    ctx.core.sockets.remove(id);
+                    result
+                }
+                None => Ok(()),
+            };
             let _ = done.send(());
+            result?;
         }
         Event::Alarm => {
-            let now = switchboard_proto::time::now_ms();
+            let now = rt.now_ms();
             if ctx.get_alarm().is_none_or(|at| at > now) {
-                return; // Moved or deleted since it was scheduled.
+                return Ok(()); // Moved or deleted since it was scheduled.
             }
             rt.inner.stats.alarms_fired.fetch_add(1, Ordering::Relaxed);
-            match obj.on_alarm(ctx).await {
-                Ok(()) => {
-                    ctx.core.alarm_failures.store(0, Ordering::Relaxed);
-                    if ctx.alarm_change.is_none() {
-                        ctx.delete_alarm();
-                    }
-                }
-                Err(e) => {
-                    let failures = ctx.core.alarm_failures.fetch_add(1, Ordering::Relaxed) + 1;
-                    if ctx.alarm_change.is_some() {
-                        // The handler set a new alarm before failing: that one stands.
-                    } else if failures >= ALARM_ATTEMPTS {
-                        tracing::error!(address = %ctx.core.address, error = %e, "alarm failed {failures} times; dropped");
-                        ctx.core.alarm_failures.store(0, Ordering::Relaxed);
-                        ctx.delete_alarm();
-                    } else {
-                        let backoff = 1000i64 << (failures - 1);
-                        tracing::warn!(address = %ctx.core.address, error = %e, retry_in_ms = backoff, "alarm failed; retrying");
-                        ctx.set_alarm(now + backoff);
-                    }
-                }
+            obj.on_alarm(ctx).await?;
+            ctx.core.alarm_failures.store(0, Ordering::Relaxed);
+            if ctx.alarm_change.is_none() {
+                ctx.delete_alarm();
             }
         }
+        Event::EffectDone(done) => obj.on_effect(ctx, *done).await?,
     }
+    Ok(())
 }
 
-fn fail_event<O: Object>(rt: &Runtime, core: &SlotCore, event: Event<O>, error: CallError) {
-    match event {
-        Event::Call(_, reply) => {
-            let _ = reply.send(Err(error));
-        }
-        Event::Connect(_, reply) => {
-            let _ = reply.send(Err(error));
-        }
-        Event::Message(_, _, done) | Event::Close(_, _, _, done) => {
-            let _ = done.send(());
-        }
-        Event::Alarm => {
-            // Keep the alarm: try again a little later.
-            let retry = switchboard_proto::time::now_ms() + 5_000;
-            rt.inner.alarms.set(&core.address, Some(retry));
-        }
-    }
-}
-
-/// Submits the event's writes as one ticket and holds its outputs until that ticket is durable.
-fn finish_event(rt: &Runtime, core: &SlotCore, ctx: &mut Context) {
+/// Submits the event's writes — its storage, alarm, effects and the history of its
+/// publications — as one ticket, and holds its outputs until that ticket is durable.
+pub(crate) fn finish_event(rt: &Runtime, core: &SlotCore, ctx: &mut Context) {
     let mut ops = ctx.storage.take_ops();
     if let Some(change) = ctx.alarm_change.take() {
         ops.push(WriteOp::SetAlarm(change));
@@ -208,16 +228,44 @@ fn finish_event(rt: &Runtime, core: &SlotCore, ctx: &mut Context) {
         rt.inner.alarms.set(&core.address, None);
     }
     let outputs = std::mem::take(&mut ctx.outputs);
-    if !ops.is_empty() {
-        let writes = ObjectWrites {
-            address: core.address.clone(),
-            ops,
-        };
-        match rt.inner.store.submit(writes, ctx.health.clone()) {
-            Ok(ticket) => {
+    let effects = std::mem::take(&mut ctx.effect_ops);
+    let publishes = std::mem::take(&mut ctx.publishes);
+    if !ops.is_empty() || !effects.is_empty() || !publishes.is_empty() {
+        let now = rt.now_ms();
+        let submitted = rt.inner.store.submit_with(ctx.health.clone(), || {
+            let mut batch = Vec::new();
+            if !ops.is_empty() {
+                batch.push(ObjectWrites {
+                    address: core.address.clone(),
+                    ops,
+                });
+            }
+            if !effects.is_empty() {
+                batch.push(ObjectWrites {
+                    address: outbox_address(),
+                    ops: effects,
+                });
+            }
+            let mut history = Vec::new();
+            for (publication, cell) in &publishes {
+                let (prepared, writes) = rt.inner.hub.prepare(publication, now);
+                let _ = cell.set(prepared);
+                history.extend(writes);
+            }
+            if !history.is_empty() {
+                batch.push(ObjectWrites {
+                    address: topics_address(),
+                    ops: history,
+                });
+            }
+            batch
+        });
+        match submitted {
+            Ok(Some(ticket)) => {
                 ctx.storage.last_ticket = ticket;
                 core.last_ticket.store(ticket, Ordering::Release);
             }
+            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(address = %core.address, error = %e, "writes refused; outputs dropped");
                 fail_all(outputs);

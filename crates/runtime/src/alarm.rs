@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, Weak};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -71,17 +70,16 @@ pub(crate) async fn run(inner: Weak<Inner>) {
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        let (alarms, shutdown) = (strong.alarms.clone(), strong.shutdown.clone());
+        let (alarms, shutdown, clock) = (strong.alarms.clone(), strong.shutdown.clone(), strong.clock);
         let rt = Runtime { inner: strong };
-        let (fired, next) = alarms.take_due(switchboard_proto::time::now_ms());
+        let (fired, next) = alarms.take_due(clock.now_ms());
         for address in &fired {
             rt.fire_alarm(address);
         }
         drop(rt);
-        let wait = next.map(|at| Duration::from_millis((at - switchboard_proto::time::now_ms()).max(0) as u64));
         let sleep = async {
-            match wait {
-                Some(d) => tokio::time::sleep(d).await,
+            match next {
+                Some(at) => tokio::time::sleep_until(clock.instant_at(at)).await,
                 None => std::future::pending().await,
             }
         };

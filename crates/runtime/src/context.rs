@@ -1,19 +1,21 @@
-//! The context an object's event runs with: its storage, sockets, alarm and outputs.
+//! The context an object's event runs with: its storage, sockets, topics, messages, effects,
+//! alarm and outputs.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::address::Address;
-use crate::alarm::Alarms;
-use crate::auto_response::AutoResponse;
-use crate::object::{NewSocket, SocketRef};
-use crate::registry::{Settings, SlotCore};
-use crate::socket::Frame;
+use crate::effect::{Effect, OutboxStats, outbox_address};
+use crate::object::{NewSocket, Object, SocketRef};
+use crate::registry::{CallError, Runtime, SlotCore, Subscription};
+use crate::socket::{Frame, SocketId};
 use crate::socket_set::{MAX_ATTACHMENT, MAX_TAGS, SocketRecord};
 use crate::storage::view::Storage;
+use crate::storage::{ObjectWrites, WriteOp};
 use crate::store::{Health, Output};
+use crate::topic::{Prepared, Presence, Publication, TopicError, valid_topic};
 
 /// Why a socket operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,17 +30,25 @@ pub enum SocketError {
     UnknownSocket,
 }
 
+/// A publication waiting for the end of its event, and the frames it gets then.
+pub(crate) type PendingPublish = (Publication, Arc<OnceLock<Prepared>>);
+
 /// Everything an object can do while it handles an event.
+///
+/// What an event sends — frames, closes, publishes, messages to other objects, effects — is an
+/// *output*: held until every write made before it is durable, then released in order.
 pub struct Context {
+    pub(crate) rt: Runtime,
     pub(crate) core: Arc<SlotCore>,
-    pub(crate) settings: Arc<Settings>,
     pub(crate) storage: Storage,
     pub(crate) outputs: Vec<Output>,
     pub(crate) health: Arc<Health>,
     /// The alarm as this event left it: `Some(new)` once set or deleted in this event.
     pub(crate) alarm_change: Option<Option<i64>>,
-    /// The runtime's alarm schedule: the object's current alarm unless this event changed it.
-    pub(crate) alarms: Arc<Alarms>,
+    /// Publications of this event: numbered in their topics when the event's writes are submitted.
+    pub(crate) publishes: Vec<PendingPublish>,
+    /// Effects of this event, stored with its writes.
+    pub(crate) effect_ops: Vec<WriteOp>,
 }
 
 impl Context {
@@ -52,10 +62,17 @@ impl Context {
         &self.core.address.name
     }
 
+    /// Milliseconds since the epoch, from the runtime's clock (which tests can pause).
+    pub fn now_ms(&self) -> i64 {
+        self.rt.now_ms()
+    }
+
     /// The value of type `T` registered with
     /// [`RuntimeBuilder::setting`](crate::RuntimeBuilder::setting), if any.
     pub fn setting<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
-        self.settings
+        self.rt
+            .inner
+            .settings
             .get(&std::any::TypeId::of::<T>())
             .and_then(|v| v.downcast_ref())
     }
@@ -64,6 +81,8 @@ impl Context {
     pub fn storage(&mut self) -> &mut Storage {
         &mut self.storage
     }
+
+    // ---- sockets
 
     /// Accepts a new socket with up to ten tags.
     pub fn accept(&mut self, socket: NewSocket, tags: &[&str]) -> Result<SocketRef, SocketError> {
@@ -94,7 +113,7 @@ impl Context {
     }
 
     /// The socket with this id, if it is one of this object's.
-    pub fn socket(&self, id: crate::SocketId) -> Option<SocketRef> {
+    pub fn socket(&self, id: SocketId) -> Option<SocketRef> {
         self.core.sockets.conn(id).map(|conn| SocketRef { conn })
     }
 
@@ -133,8 +152,17 @@ impl Context {
 
     /// Sends `value` as a JSON text frame to one socket.
     pub fn send_json<T: Serialize + ?Sized>(&mut self, socket: &SocketRef, value: &T) {
-        let text = serde_json::to_string(value).expect("serializing to a string cannot fail for wire types");
-        self.send(socket, Frame::text(text));
+        self.send(socket, json_frame(value));
+    }
+
+    /// Sends a frame to any socket by id, this object's or not, on this node or another.
+    pub fn send_to(&mut self, id: SocketId, frame: Frame) {
+        let rt = self.rt.clone();
+        self.outputs.push(Output::run(move |released| {
+            if released {
+                rt.send_to_socket(id, frame);
+            }
+        }));
     }
 
     /// Sends a frame to every socket of this object (the bytes are shared, not copied).
@@ -158,17 +186,159 @@ impl Context {
             .push(Output::Close(socket.conn.clone(), code, reason.to_string()));
     }
 
-    /// Sets (or with `None` removes) the request the gateway answers without waking this
-    /// object. It stays while the object hibernates. It is an `Arc` so that every object of a
-    /// class can share one: a hibernated object then costs none of its memory.
-    pub fn set_auto_response(&mut self, auto_response: Option<Arc<AutoResponse>>) {
-        *self.core.auto_response.write().expect("auto-response lock poisoned") = auto_response;
+    /// Closes any socket by id, after what was sent to it before.
+    pub fn close_socket(&mut self, id: SocketId, code: u16, reason: &str) {
+        let (rt, reason) = (self.rt.clone(), reason.to_string());
+        self.outputs.push(Output::run(move |released| {
+            if released {
+                rt.close_socket(id, code, &reason);
+            }
+        }));
     }
 
     /// When the gateway last auto-responded on `socket` (ms since the epoch; 0: never).
     pub fn last_auto_response_ms(&self, socket: &SocketRef) -> u64 {
         socket.conn.last_auto_response_ms()
     }
+
+    // ---- topics
+
+    /// Subscribes a socket of this node to a topic once this event's writes are durable; with
+    /// `subscription.since`, it first gets the reply and what it missed.
+    pub fn subscribe(&mut self, id: SocketId, topic: &str, subscription: Subscription) -> Result<(), TopicError> {
+        valid_topic(topic)?;
+        let (rt, topic) = (self.rt.clone(), topic.to_string());
+        self.outputs.push(Output::run(move |released| {
+            if released && let Some(conn) = rt.inner.sockets.get(id) {
+                rt.subscribe_conn(&conn, &topic, subscription);
+            }
+        }));
+        Ok(())
+    }
+
+    /// Takes a socket out of a topic once this event's writes are durable.
+    pub fn unsubscribe(&mut self, id: SocketId, topic: &str) {
+        let (rt, topic) = (self.rt.clone(), topic.to_string());
+        self.outputs.push(Output::run(move |released| {
+            if released {
+                rt.unsubscribe(id, &topic);
+            }
+        }));
+    }
+
+    /// Publishes to topics once this event's writes are durable. In a topic with history the
+    /// publication is stored in the same commit as the event's writes.
+    pub fn publish(&mut self, publication: Publication) -> Result<(), TopicError> {
+        for topic in publication.topics() {
+            valid_topic(topic)?;
+        }
+        let prepared = Arc::new(OnceLock::new());
+        let (rt, cell) = (self.rt.clone(), prepared.clone());
+        self.outputs.push(Output::run(move |released| {
+            if released && let Some(prepared) = cell.get() {
+                rt.deliver(prepared);
+            }
+        }));
+        self.publishes.push((publication, prepared));
+        Ok(())
+    }
+
+    /// Who is subscribed to a topic on this node.
+    pub fn presence(&self, topic: &str) -> Presence {
+        self.rt.presence(topic)
+    }
+
+    // ---- messages to other objects
+
+    /// Sends a request to another object without waiting for its reply, once this event's
+    /// writes are durable. Two objects that tell each other things never deadlock.
+    pub fn tell<O: Object>(&mut self, name: &str, request: O::Request) {
+        let stub = self.rt.object::<O>(name);
+        self.outputs.push(Output::run(move |released| {
+            if released {
+                stub.tell(request);
+            }
+        }));
+    }
+
+    /// Calls another object and waits for its reply.
+    ///
+    /// What this event wrote so far is made durable first, so the callee never acts on state a
+    /// crash could take back. While it waits, this object handles no other event (its input
+    /// gate stays closed): two objects that call each other at the same time deadlock, and an
+    /// object calling itself gets an error at once. Use [`tell`](Self::tell) where a reply is
+    /// not needed.
+    pub async fn call<O: Object>(&mut self, name: &str, request: O::Request) -> Result<O::Reply, CallError> {
+        if O::CLASS == &*self.core.address.class && name == &*self.core.address.name {
+            return Err(CallError::Failed("an object cannot call itself".into()));
+        }
+        self.flush().await?;
+        self.rt.object::<O>(name).call(request).await
+    }
+
+    /// Submits this event's writes so far and waits until they are durable.
+    async fn flush(&mut self) -> Result<(), CallError> {
+        let ops = self.storage.take_ops();
+        let effects = std::mem::take(&mut self.effect_ops);
+        if ops.is_empty() && effects.is_empty() {
+            self.rt.inner.store.wait_committed(self.storage.last_ticket).await;
+        } else {
+            let address = self.core.address.clone();
+            let ticket = self
+                .rt
+                .inner
+                .store
+                .submit_with(self.health.clone(), || {
+                    let mut batch = Vec::new();
+                    if !ops.is_empty() {
+                        batch.push(ObjectWrites { address, ops });
+                    }
+                    if !effects.is_empty() {
+                        batch.push(ObjectWrites {
+                            address: outbox_address(),
+                            ops: effects,
+                        });
+                    }
+                    batch
+                })
+                .map_err(|_| CallError::ShuttingDown)?
+                .expect("there were writes");
+            self.storage.last_ticket = ticket;
+            self.core
+                .last_ticket
+                .store(ticket, std::sync::atomic::Ordering::Release);
+            self.rt.inner.store.wait_committed(ticket).await;
+        }
+        if self.health.is_poisoned() {
+            return Err(CallError::CommitFailed);
+        }
+        Ok(())
+    }
+
+    // ---- effects
+
+    /// Enqueues an effect: stored with this event's writes, run after they commit, in order,
+    /// retried until it succeeds (see [`Object::on_effect`](crate::Object::on_effect)).
+    /// Returns its idempotency key.
+    pub fn enqueue(&mut self, effect: Effect) -> String {
+        let (pending, op) = self.rt.inner.outbox.prepare(&self.core.address, effect, self.now_ms());
+        let key = crate::effect::Outbox::key(&pending).to_string();
+        self.effect_ops.push(op);
+        let rt = self.rt.clone();
+        self.outputs.push(Output::run(move |released| {
+            if released {
+                rt.inner.outbox.push(&rt, pending);
+            }
+        }));
+        key
+    }
+
+    /// This object's effects waiting to run (those of this event not included).
+    pub fn outbox(&self) -> OutboxStats {
+        self.rt.outbox(&self.core.address)
+    }
+
+    // ---- alarm
 
     /// Sets the object's one alarm to fire at `at_ms` (ms since the epoch). Durable.
     pub fn set_alarm(&mut self, at_ms: i64) {
@@ -184,7 +354,12 @@ impl Context {
     pub fn get_alarm(&self) -> Option<i64> {
         match self.alarm_change {
             Some(change) => change,
-            None => self.alarms.get(&self.core.address),
+            None => self.rt.inner.alarms.get(&self.core.address),
         }
     }
+}
+
+/// A JSON text frame.
+pub fn json_frame<T: Serialize + ?Sized>(value: &T) -> Frame {
+    Frame::text(serde_json::to_string(value).expect("serializing to a string cannot fail for wire types"))
 }

@@ -1,16 +1,17 @@
 //! The runtime: registered classes, one slot per addressed object, and the handles callers and
-//! the gateway use to reach objects.
+//! the gateway use to reach objects, sockets and topics.
 //!
 //! A *slot* is what stays of an object while it hibernates: its address, its sockets (with tags
-//! and attachments), its auto-response and the ticket of its last write. Its mailbox is a queue
-//! under the slot's lock, empty (and unallocated) while it sleeps; sending to a slot with no live
-//! instance starts an actor. A slot is removed when it has neither an instance nor sockets.
+//! and attachments) and the ticket of its last write. Its mailbox is a queue under the slot's
+//! lock, empty (and unallocated) while it sleeps; sending to a slot with no live instance starts
+//! an actor. A slot is removed when it has neither an instance nor sockets.
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
@@ -20,58 +21,97 @@ use crate::actor;
 use crate::address::Address;
 use crate::alarm::Alarms;
 use crate::auto_response::AutoResponse;
+use crate::clock::Clock;
+use crate::cluster::{Cluster, LocalNode, NodeMessage};
+use crate::effect::{EffectDone, EffectRunner, Outbox, OutboxStats, RetryPolicy, outbox_address};
 use crate::object::{ConnectInfo, NewSocket, Object};
-use crate::socket::{Frame, SocketConn, SocketId};
+use crate::socket::{Frame, QueueLimits, SocketConn, SocketId};
+use crate::socket_index::SocketIndex;
 use crate::socket_set::SocketSet;
 use crate::stats::{Stats, StatsSnapshot};
-use crate::storage::{Backend, StorageError};
-use crate::store::Store;
+use crate::storage::{Backend, ListOptions, ObjectWrites, StorageError};
+use crate::store::{Health, Output, RESERVED_CLASS, Store};
+use crate::topic::{
+    Hub, Position, Prepared, Presence, Publication, Recovery, ReplyFrame, TopicError, TopicOptions, valid_topic,
+};
 
 /// Settings of a runtime.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
     /// Idle time after which an object's instance is dropped from memory. Default: 10 s.
     pub hibernate_after: Duration,
+    /// Retries of failed effects. Default: from 250 ms, doubling to 60 s.
+    pub effect_retry: RetryPolicy,
+    /// Retries of failed alarms. Default: from 1 s, doubling to 5 min.
+    pub alarm_retry: RetryPolicy,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             hibernate_after: Duration::from_secs(10),
+            effect_retry: RetryPolicy::default(),
+            alarm_retry: RetryPolicy {
+                first: Duration::from_secs(1),
+                max: Duration::from_secs(300),
+            },
         }
     }
 }
 
 /// Why a call to an object failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CallError {
     #[error("no object class {0:?} is registered")]
-    UnknownClass(&'static str),
+    UnknownClass(String),
     #[error("the object could not start: {0}")]
-    Start(StorageError),
+    Start(String),
+    #[error("the object failed to handle the event; nothing was changed: {0}")]
+    Failed(String),
     #[error("the object's writes could not be stored; nothing was changed")]
     CommitFailed,
     #[error("the runtime is shutting down")]
     ShuttingDown,
+    #[error("the call could not cross to another node: {0}")]
+    Unreachable(String),
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, CallError>>;
 
 /// An event for an object of class `O`.
 pub(crate) enum Event<O: Object> {
-    Call(O::Request, Reply<O::Reply>),
-    Connect(NewSocket, Reply<bool>),
+    /// A call; no reply channel for a message sent with `tell`.
+    Call(O::Request, Option<Reply<O::Reply>>),
+    Connect(Box<NewSocket>, Reply<bool>),
     /// A frame from one of the object's sockets (the socket itself: no lookup on the hot path).
     Message(Arc<SocketConn>, Frame, oneshot::Sender<()>),
     Close(SocketId, u16, String, oneshot::Sender<()>),
     Alarm,
+    EffectDone(Box<EffectDone>),
+}
+
+impl<O: Object> Event<O> {
+    /// Tells whoever waits on this event that it will not be handled.
+    pub(crate) fn fail(self, error: CallError) {
+        match self {
+            Event::Call(_, Some(reply)) => {
+                let _ = reply.send(Err(error));
+            }
+            Event::Connect(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Event::Message(_, _, done) | Event::Close(_, _, _, done) => {
+                let _ = done.send(());
+            }
+            Event::Call(_, None) | Event::Alarm | Event::EffectDone(_) => {}
+        }
+    }
 }
 
 /// The part of a slot that objects and the gateway share, whatever the class.
 pub(crate) struct SlotCore {
     pub(crate) address: Address,
     pub(crate) sockets: SocketSet,
-    pub(crate) auto_response: RwLock<Option<Arc<AutoResponse>>>,
     /// Ticket of the last writes of any incarnation, so a new one's outputs never overtake an
     /// old one's.
     pub(crate) last_ticket: AtomicU64,
@@ -189,15 +229,23 @@ impl<O: Object> AnySlot for Slot<O> {
     }
 }
 
-/// How the runtime reaches a class it only knows by name (alarms after a restart).
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// How the runtime reaches a class it only knows by name (alarms after a restart, effects,
+/// calls from other nodes).
 trait Class: Send + Sync + 'static {
     /// The class name, shared by every address of the class.
     fn name(&self) -> &Arc<str>;
+    fn auto_response(&self) -> Option<&Arc<AutoResponse>>;
     fn fire_alarm(&self, rt: &Runtime, name: &str);
+    fn effect_done(&self, rt: &Runtime, name: &str, done: EffectDone);
+    /// A call whose request and reply are JSON: from another node.
+    fn call_json(&self, rt: &Runtime, name: &str, request: &str, reply: bool) -> BoxFuture<Result<String, CallError>>;
 }
 
 struct ClassOf<O> {
     name: Arc<str>,
+    auto_response: Option<Arc<AutoResponse>>,
     _class: PhantomData<fn() -> O>,
 }
 
@@ -206,8 +254,33 @@ impl<O: Object> Class for ClassOf<O> {
         &self.name
     }
 
+    fn auto_response(&self) -> Option<&Arc<AutoResponse>> {
+        self.auto_response.as_ref()
+    }
+
     fn fire_alarm(&self, rt: &Runtime, name: &str) {
-        rt.deliver::<O>(name, Event::Alarm);
+        rt.send_event::<O>(name, Event::Alarm);
+    }
+
+    fn effect_done(&self, rt: &Runtime, name: &str, done: EffectDone) {
+        rt.send_event::<O>(name, Event::EffectDone(Box::new(done)));
+    }
+
+    fn call_json(&self, rt: &Runtime, name: &str, request: &str, reply: bool) -> BoxFuture<Result<String, CallError>> {
+        let request: O::Request = match serde_json::from_str(request) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(std::future::ready(Err(CallError::Unreachable(e.to_string())))),
+        };
+        if !reply {
+            rt.send_event::<O>(name, Event::Call(request, None));
+            return Box::pin(std::future::ready(Ok(String::new())));
+        }
+        let (tx, rx) = oneshot::channel();
+        rt.send_event::<O>(name, Event::Call(request, Some(tx)));
+        Box::pin(async move {
+            let reply = rx.await.unwrap_or(Err(CallError::ShuttingDown))?;
+            serde_json::to_string(&reply).map_err(|e| CallError::Unreachable(e.to_string()))
+        })
     }
 }
 
@@ -221,6 +294,11 @@ pub(crate) struct Inner {
     pub(crate) alarms: Arc<Alarms>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) clock: Clock,
+    pub(crate) hub: Hub,
+    pub(crate) sockets: SocketIndex,
+    pub(crate) outbox: Outbox,
+    pub(crate) cluster: Option<Arc<dyn Cluster>>,
     classes: HashMap<&'static str, Arc<dyn Class>>,
     slots: Mutex<HashMap<Address, Arc<dyn AnySlot>>>,
 }
@@ -231,30 +309,39 @@ pub struct Runtime {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// Registers classes, then starts a [`Runtime`].
+/// Registers classes, topic options, the effect runner and the cluster, then starts a
+/// [`Runtime`].
 pub struct RuntimeBuilder {
     config: RuntimeConfig,
     backend: Arc<dyn Backend>,
     classes: HashMap<&'static str, Arc<dyn Class>>,
     settings: Settings,
+    topics: Vec<(String, TopicOptions)>,
+    runner: Option<Arc<dyn EffectRunner>>,
+    cluster: Option<Arc<dyn Cluster>>,
+}
+
+/// Where topic histories are stored.
+pub(crate) fn topics_address() -> Address {
+    Address::new(RESERVED_CLASS, "topics")
 }
 
 impl RuntimeBuilder {
     /// Registers the object class `O`.
     ///
     /// # Panics
-    /// If another class with the same `CLASS` name is registered, or the name is
-    /// `_switchboard` (the runtime's own).
+    /// If another class with the same `CLASS` name is registered, or the name starts with `_`
+    /// (the runtime's own).
     pub fn class<O: Object>(mut self) -> Self {
+        assert!(
+            !O::CLASS.starts_with('_'),
+            "class names starting with _ are the runtime's own"
+        );
         let class = ClassOf::<O> {
             name: O::CLASS.into(),
+            auto_response: O::auto_response().map(Arc::new),
             _class: PhantomData,
         };
-        assert_ne!(
-            O::CLASS,
-            crate::store::RESERVED_CLASS,
-            "that class name is the runtime's own"
-        );
         let previous = self.classes.insert(O::CLASS, Arc::new(class));
         assert!(previous.is_none(), "object class {:?} registered twice", O::CLASS);
         self
@@ -267,33 +354,99 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Starts the runtime: the storage writer, and the alarm scheduler with every stored alarm.
-    /// Must be called inside a tokio runtime.
+    /// Options for the topics matching `pattern`: an exact name, or a prefix followed by `*`.
+    /// The first registered pattern a topic matches applies.
+    pub fn topics(mut self, pattern: &str, options: TopicOptions) -> Self {
+        self.topics.push((pattern.to_string(), options));
+        self
+    }
+
+    /// What runs the effects objects enqueue. Without one, effects wait (and are retried).
+    pub fn effects(mut self, runner: Arc<dyn EffectRunner>) -> Self {
+        self.runner = Some(runner);
+        self
+    }
+
+    /// Joins a cluster. Without one the runtime is a single node, with no cluster code on any path.
+    pub fn cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Starts the runtime: the storage writer, stored topic histories and effects, and the alarm
+    /// scheduler with every stored alarm. Must be called inside a tokio runtime.
     pub async fn start(self) -> Result<Runtime, StorageError> {
+        let clock = Clock::new();
         let stats = Arc::new(Stats::default());
         let store = Store::start(self.backend.clone(), stats.clone());
-        let backend = self.backend.clone();
-        let stored = tokio::task::spawn_blocking(move || backend.alarms())
-            .await
-            .map_err(|e| StorageError::Backend(e.to_string()))??;
+        let alarms = self.backend.alarms().await?;
+        let history = self.backend.list(&topics_address(), &ListOptions::default()).await?;
+        let effects = self.backend.list(&outbox_address(), &ListOptions::default()).await?;
+        let tag = match &self.cluster {
+            Some(c) => c.socket_tag(),
+            None => {
+                let mut r = [0u8; 4];
+                getrandom::fill(&mut r).expect("the OS has randomness");
+                u32::from_le_bytes(r) & 0xFF_FFFF
+            }
+        };
         let rt = Runtime {
             inner: Arc::new(Inner {
+                outbox: Outbox::new(self.runner, self.config.effect_retry),
                 config: self.config,
                 settings: Arc::new(self.settings),
                 store,
                 alarms: Arc::new(Alarms::default()),
                 stats,
                 shutdown: CancellationToken::new(),
+                hub: Hub::new(self.topics),
+                sockets: SocketIndex::new(tag),
+                cluster: self.cluster,
+                clock,
                 classes: self.classes,
                 slots: Mutex::new(HashMap::new()),
             }),
         };
-        for (address, at) in stored {
+        for (address, at) in alarms {
             rt.inner.alarms.set(&address, Some(at));
+        }
+        let stale = rt.inner.hub.load(history, clock.now_ms());
+        if !stale.is_empty() {
+            let writes = ObjectWrites {
+                address: topics_address(),
+                ops: stale,
+            };
+            rt.inner.store.submit(writes, Arc::new(Health::default()))?;
+        }
+        rt.inner.outbox.load(&rt, effects);
+        if let Some(cluster) = &rt.inner.cluster {
+            cluster.join(LocalNode::new(&rt));
         }
         tokio::spawn(crate::alarm::run(Arc::downgrade(&rt.inner)));
         Ok(rt)
     }
+}
+
+/// How a subscription is made.
+#[derive(Default)]
+pub struct Subscription {
+    /// The subscriber's user id, for presence.
+    pub user: Option<String>,
+    /// Recover what was published after this position before anything new.
+    pub since: Option<Position>,
+    /// The frame that answers the subscription, queued before the recovered ones.
+    pub reply: Option<ReplyFrame>,
+}
+
+/// Why a publish from outside an object failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error("the publication's history could not be stored; nothing was sent")]
+    CommitFailed,
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
 }
 
 impl Runtime {
@@ -304,6 +457,9 @@ impl Runtime {
             backend,
             classes: HashMap::new(),
             settings: HashMap::new(),
+            topics: Vec::new(),
+            runner: None,
+            cluster: None,
         }
     }
 
@@ -315,6 +471,16 @@ impl Runtime {
             name: name.into(),
             _class: PhantomData,
         }
+    }
+
+    /// Milliseconds since the epoch, from the runtime's clock (see [`Clock`]).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// The id of this node in its cluster (`None` on a single node).
+    pub fn node_id(&self) -> Option<String> {
+        self.inner.cluster.as_ref().map(|c| c.node_id().to_string())
     }
 
     /// Counters of this runtime.
@@ -329,7 +495,15 @@ impl Runtime {
                 hibernated += 1;
             }
         }
-        self.inner.stats.snapshot(hibernated, sockets)
+        drop(slots);
+        let outbox = self.inner.outbox.totals(self.now_ms());
+        let mut snapshot = self.inner.stats.snapshot(hibernated, sockets);
+        snapshot.outbox_depth = outbox.depth as u64;
+        snapshot.outbox_oldest_age_ms = outbox.oldest_age_ms as u64;
+        snapshot.effects_succeeded = self.inner.outbox.succeeded.load(Ordering::Relaxed);
+        snapshot.effect_attempts_failed = self.inner.outbox.failed_attempts.load(Ordering::Relaxed);
+        snapshot.topics = self.inner.hub.topics().len() as u64;
+        snapshot
     }
 
     /// Whether writes are being stored: not shutting down, and the last commit succeeded.
@@ -341,9 +515,226 @@ impl Runtime {
     /// storage writer. Idempotent.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let store = self.inner.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        self.inner.store.close().await;
     }
+
+    /// The pending effects of one object.
+    pub fn outbox(&self, address: &Address) -> OutboxStats {
+        self.inner.outbox.stats(address, self.now_ms())
+    }
+
+    // ---- sockets
+
+    /// A new socket of this node, reachable by id until [`socket_ended`](Self::socket_ended).
+    pub fn new_socket(&self, limits: QueueLimits) -> Arc<SocketConn> {
+        self.inner.sockets.create(limits)
+    }
+
+    /// Forgets a socket that closed, and takes it out of every topic.
+    pub fn socket_ended(&self, id: SocketId) {
+        for topic in self.inner.sockets.remove(id) {
+            self.left_topic(&topic, id);
+        }
+    }
+
+    /// Sockets of this node.
+    pub fn socket_count(&self) -> usize {
+        self.inner.sockets.len()
+    }
+
+    /// Whether the socket with this id is open (on this node, or on the node its id names).
+    pub fn socket_is_open(&self, id: SocketId) -> bool {
+        self.inner.sockets.get(id).is_some_and(|c| !c.is_closing())
+    }
+
+    /// Queues a frame on a socket by id; false if no such socket is open here. A socket of
+    /// another node is reached through the cluster (true: sent on its way).
+    pub fn send_to_socket(&self, id: SocketId, frame: Frame) -> bool {
+        if let Some(conn) = self.inner.sockets.get(id) {
+            return conn.send(frame).is_ok();
+        }
+        self.socket_command(id, NodeMessage::SocketSend { socket: id, frame })
+    }
+
+    /// Closes a socket by id, after what was queued on it; false if no such socket is open.
+    pub fn close_socket(&self, id: SocketId, code: u16, reason: &str) -> bool {
+        if let Some(conn) = self.inner.sockets.get(id) {
+            conn.close(code, reason);
+            return true;
+        }
+        let reason = reason.to_string();
+        self.socket_command(
+            id,
+            NodeMessage::SocketClose {
+                socket: id,
+                code,
+                reason,
+            },
+        )
+    }
+
+    fn socket_command(&self, id: SocketId, message: NodeMessage) -> bool {
+        match &self.inner.cluster {
+            Some(cluster) if id.node_tag() != self.inner.sockets.tag() => match cluster.node_of_socket(id) {
+                Some(node) => {
+                    cluster.send(&node, message);
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// The topics a socket of this node is subscribed to.
+    pub fn socket_topics(&self, id: SocketId) -> Vec<String> {
+        self.inner.sockets.topics(id)
+    }
+
+    // ---- topics
+
+    /// Subscribes a socket of this node to a topic, now. (From inside an event, use
+    /// [`Context::subscribe`](crate::Context::subscribe): it waits for the output gate.)
+    pub fn subscribe(&self, id: SocketId, topic: &str, subscription: Subscription) -> Result<Recovery, TopicError> {
+        valid_topic(topic)?;
+        let conn = self.inner.sockets.get(id).ok_or(TopicError::UnknownSocket)?;
+        Ok(self.subscribe_conn(&conn, topic, subscription))
+    }
+
+    pub(crate) fn subscribe_conn(&self, conn: &Arc<SocketConn>, topic: &str, subscription: Subscription) -> Recovery {
+        let topic: Arc<str> = topic.into();
+        if !self.inner.sockets.add_topic(conn.id(), &topic) {
+            return Recovery {
+                recovered: false,
+                missed: 0,
+                position: None,
+            };
+        }
+        let user: Option<Arc<str>> = subscription.user.map(Arc::from);
+        let (recovery, added) = self.inner.hub.subscribe(
+            conn,
+            &topic,
+            user.clone(),
+            subscription.since.as_ref(),
+            subscription.reply,
+            self.now_ms(),
+        );
+        if added {
+            if let Some(cluster) = &self.inner.cluster
+                && self.inner.hub.subscriber_count(&topic) == 1
+            {
+                cluster.interest(&topic, true);
+            }
+            self.presence_changed(&topic, conn.id(), user.as_deref(), true);
+        }
+        recovery
+    }
+
+    /// Takes a socket of this node out of a topic.
+    pub fn unsubscribe(&self, id: SocketId, topic: &str) {
+        self.inner.sockets.remove_topic(id, topic);
+        self.left_topic(topic, id);
+    }
+
+    fn left_topic(&self, topic: &str, id: SocketId) {
+        if let Some(user) = self.inner.hub.unsubscribe(id, topic) {
+            if let Some(cluster) = &self.inner.cluster
+                && self.inner.hub.subscriber_count(topic) == 0
+            {
+                cluster.interest(topic, false);
+            }
+            self.presence_changed(topic, id, user.as_deref(), false);
+        }
+    }
+
+    fn presence_changed(&self, topic: &str, socket: SocketId, user: Option<&str>, joined: bool) {
+        let Some(frames) = self.inner.hub.options(topic).and_then(|o| o.presence.clone()) else {
+            return;
+        };
+        let change = crate::topic::PresenceChange {
+            topic,
+            socket,
+            user,
+            joined,
+        };
+        let publication = Publication::new(&[topic], frames(&change));
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let _ = rt.publish(publication).await;
+        });
+    }
+
+    /// Who is subscribed to a topic, on this node.
+    pub fn presence(&self, topic: &str) -> Presence {
+        self.inner.hub.presence(topic)
+    }
+
+    /// A topic's history: its position now and how many entries it holds.
+    pub fn topic_history(&self, topic: &str) -> Option<(Position, usize)> {
+        self.inner.hub.history(topic)
+    }
+
+    /// Topics with subscribers or history on this node, with their subscriber counts.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        self.inner.hub.topics()
+    }
+
+    /// Publishes from outside any object: to the subscribers at once or, for topics with
+    /// history, once the publication is durable. Returns how many sockets it reached on this
+    /// node (other nodes are sent it, not counted).
+    pub async fn publish(&self, publication: Publication) -> Result<usize, PublishError> {
+        for topic in publication.topics() {
+            valid_topic(topic)?;
+        }
+        let health = Arc::new(Health::default());
+        let now = self.now_ms();
+        let mut prepared = None;
+        let ticket = self
+            .inner
+            .store
+            .submit_with(health.clone(), || {
+                let (p, ops) = self.inner.hub.prepare(&publication, now);
+                prepared = Some(p);
+                if ops.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![ObjectWrites {
+                        address: topics_address(),
+                        ops,
+                    }]
+                }
+            })
+            .map_err(|_| PublishError::ShuttingDown)?;
+        let prepared = prepared.expect("set by submit_with");
+        let Some(ticket) = ticket else {
+            return Ok(self.deliver(&prepared));
+        };
+        let (tx, rx) = oneshot::channel();
+        let rt = self.clone();
+        let release = Output::run(move |released| {
+            let _ = tx.send(released.then(|| rt.deliver(&prepared)));
+        });
+        self.inner.store.hold(ticket, &health, vec![release]);
+        match rx.await {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Err(PublishError::CommitFailed),
+            Err(_) => Err(PublishError::ShuttingDown),
+        }
+    }
+
+    /// Delivers a prepared publication here and to the other nodes with subscribers.
+    pub(crate) fn deliver(&self, prepared: &Prepared) -> usize {
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.publish(prepared);
+        }
+        self.deliver_local(prepared)
+    }
+
+    pub(crate) fn deliver_local(&self, prepared: &Prepared) -> usize {
+        self.inner.hub.deliver(prepared, self.now_ms())
+    }
+
+    // ---- objects
 
     /// The slot of `(O::CLASS, name)`, created if needed. `O` must be registered.
     fn slot<O: Object>(&self, name: &str) -> Arc<Slot<O>> {
@@ -360,7 +751,6 @@ impl Runtime {
                     core: Arc::new(SlotCore {
                         address,
                         sockets: SocketSet::default(),
-                        auto_response: RwLock::new(None),
                         last_ticket: AtomicU64::new(0),
                         alarm_failures: AtomicU32::new(0),
                     }),
@@ -376,12 +766,12 @@ impl Runtime {
         slot.as_any().downcast::<Slot<O>>().expect("one class per class name")
     }
 
-    pub(crate) fn deliver<O: Object>(&self, name: &str, mut event: Event<O>) {
+    fn send_event<O: Object>(&self, name: &str, mut event: Event<O>) {
         if !self.inner.classes.contains_key(O::CLASS) {
-            if let Event::Call(_, reply) = event {
-                let _ = reply.send(Err(CallError::UnknownClass(O::CLASS)));
-            }
-            return;
+            return event.fail(CallError::UnknownClass(O::CLASS.into()));
+        }
+        if self.inner.shutdown.is_cancelled() {
+            return event.fail(CallError::ShuttingDown);
         }
         loop {
             match self.slot::<O>(name).send(self, event) {
@@ -404,6 +794,32 @@ impl Runtime {
             Some(class) => class.fire_alarm(self, &address.name),
             None => tracing::warn!(%address, "alarm for an unregistered class dropped"),
         }
+    }
+
+    pub(crate) fn effect_done(&self, address: &Address, done: EffectDone) {
+        match self.inner.classes.get(&*address.class) {
+            Some(class) => class.effect_done(self, &address.name, done),
+            None => tracing::warn!(%address, "effect of an unregistered class succeeded; nobody to tell"),
+        }
+    }
+
+    /// A call from another node, request and reply in JSON.
+    pub(crate) fn call_json(
+        &self,
+        class: &str,
+        name: &str,
+        request: &str,
+        reply: bool,
+    ) -> BoxFuture<Result<String, CallError>> {
+        match self.inner.classes.get(class) {
+            Some(c) => c.call_json(self, name, request, reply),
+            None => Box::pin(std::future::ready(Err(CallError::UnknownClass(class.into())))),
+        }
+    }
+
+    /// Where `address` lives: `None` here, or the node that owns it.
+    fn owner(&self, address: &Address) -> Option<String> {
+        self.inner.cluster.as_ref().and_then(|c| c.owner(address))
     }
 }
 
@@ -429,22 +845,73 @@ impl<O: Object> Stub<O> {
         &self.name
     }
 
-    /// Sends a request; the reply arrives once the writes it depends on are durable.
+    pub fn address(&self) -> Address {
+        Address::new(O::CLASS, &self.name)
+    }
+
+    /// Sends a request; the reply arrives once the writes it depends on are durable. An object
+    /// owned by another node is called there.
     pub async fn call(&self, request: O::Request) -> Result<O::Reply, CallError> {
+        if self.rt.inner.cluster.is_some()
+            && let Some(node) = self.rt.owner(&self.address())
+        {
+            return self.call_remote(&node, request).await;
+        }
         let (tx, rx) = oneshot::channel();
-        self.rt.deliver::<O>(&self.name, Event::Call(request, tx));
+        self.rt.send_event::<O>(&self.name, Event::Call(request, Some(tx)));
         rx.await.unwrap_or(Err(CallError::ShuttingDown))
+    }
+
+    async fn call_remote(&self, node: &str, request: O::Request) -> Result<O::Reply, CallError> {
+        let cluster = self.rt.inner.cluster.clone().expect("checked by the caller");
+        let message = NodeMessage::Call {
+            class: O::CLASS.into(),
+            name: self.name.to_string(),
+            request: serde_json::to_string(&request).map_err(|e| CallError::Unreachable(e.to_string()))?,
+        };
+        let reply = cluster.request(node, message).await?;
+        serde_json::from_str(&reply).map_err(|e| CallError::Unreachable(e.to_string()))
+    }
+
+    /// Sends a request without waiting for the reply (a message).
+    pub fn tell(&self, request: O::Request) {
+        if self.rt.inner.cluster.is_some()
+            && let Some(node) = self.rt.owner(&self.address())
+        {
+            let cluster = self.rt.inner.cluster.clone().expect("checked above");
+            match serde_json::to_string(&request) {
+                Ok(request) => cluster.send(
+                    &node,
+                    NodeMessage::Tell {
+                        class: O::CLASS.into(),
+                        name: self.name.to_string(),
+                        request,
+                    },
+                ),
+                Err(e) => tracing::error!(error = %e, "a message could not be encoded; dropped"),
+            }
+            return;
+        }
+        self.rt.send_event::<O>(&self.name, Event::Call(request, None));
     }
 
     /// Offers a new socket to the object. On acceptance, returns the handle through which the
     /// gateway delivers the socket's frames and its close.
     pub async fn connect(&self, conn: Arc<SocketConn>, info: ConnectInfo) -> Result<Option<ObjectSocket>, CallError> {
+        let class = self
+            .rt
+            .inner
+            .classes
+            .get(O::CLASS)
+            .ok_or_else(|| CallError::UnknownClass(O::CLASS.into()))?;
+        let auto_response = class.auto_response().cloned();
         let (tx, rx) = oneshot::channel();
         let socket = NewSocket {
             conn: conn.clone(),
             info,
         };
-        self.rt.deliver::<O>(&self.name, Event::Connect(socket, tx));
+        self.rt
+            .send_event::<O>(&self.name, Event::Connect(Box::new(socket), tx));
         if !rx.await.unwrap_or(Err(CallError::ShuttingDown))? {
             return Ok(None);
         }
@@ -453,6 +920,7 @@ impl<O: Object> Stub<O> {
             rt: self.rt.clone(),
             slot,
             conn,
+            auto_response,
         }))
     }
 }
@@ -463,27 +931,19 @@ pub struct ObjectSocket {
     rt: Runtime,
     slot: Arc<dyn AnySlot>,
     conn: Arc<SocketConn>,
+    auto_response: Option<Arc<AutoResponse>>,
 }
 
 impl ObjectSocket {
     /// Delivers a frame; returns once the object has handled it (or the gateway answered it).
     pub async fn frame(&self, frame: Frame) {
-        if let Frame::Text(text) = &frame {
-            let auto = self
-                .slot
-                .core()
-                .auto_response
-                .read()
-                .expect("auto-response lock poisoned")
-                .clone();
-            if let Some(auto) = auto {
-                let now = switchboard_proto::time::now_ms();
-                if let Some(response) = auto.respond(text, now) {
-                    let _ = self.conn.send(Frame::text(response));
-                    self.conn.set_last_auto_response_ms(now as u64);
-                    self.rt.inner.stats.auto_responses.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+        if let (Frame::Text(text), Some(auto)) = (&frame, &self.auto_response) {
+            let now = self.rt.now_ms();
+            if let Some(response) = auto.respond(text, now) {
+                let _ = self.conn.send(Frame::text(response));
+                self.conn.set_last_auto_response_ms(now as u64);
+                self.rt.inner.stats.auto_responses.fetch_add(1, Ordering::Relaxed);
+                return;
             }
         }
         let (tx, rx) = oneshot::channel();

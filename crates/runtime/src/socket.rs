@@ -7,15 +7,72 @@
 //! client and memory per socket stays bounded.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 pub use tungstenite::Utf8Bytes;
 
-/// Process-unique socket id.
-pub type SocketId = u64;
+/// A socket's id: unique across a cluster and stable for the socket's life.
+///
+/// The top 24 bits are the node's tag (unique per node: random on a single node, assigned by
+/// the cluster otherwise), the low 40 bits count sockets on that node. Written as 16 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SocketId(u64);
+
+impl SocketId {
+    const SEQ_BITS: u32 = 40;
+
+    pub fn new(node_tag: u32, seq: u64) -> Self {
+        SocketId((u64::from(node_tag & 0xFF_FFFF) << Self::SEQ_BITS) | (seq & ((1 << Self::SEQ_BITS) - 1)))
+    }
+
+    /// The tag of the node the socket is connected to.
+    pub fn node_tag(self) -> u32 {
+        (self.0 >> Self::SEQ_BITS) as u32
+    }
+}
+
+impl fmt::Display for SocketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for SocketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for SocketId {
+    type Err = ();
+
+    /// Parses the 16 hex digits of [`Display`](fmt::Display).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(());
+        }
+        u64::from_str_radix(s, 16).map(SocketId).map_err(|_| ())
+    }
+}
+
+/// What happens to a frame sent to a socket whose queue is full.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Delivery {
+    /// The socket is closed as a slow consumer (1008): it never silently misses a frame.
+    #[default]
+    Reliable,
+    /// The frame is dropped for that socket only (LED frames, cursor positions).
+    Volatile,
+    /// Only the newest frame per key waits in the queue: a newer one replaces an older one
+    /// not yet written (device status). Dropped, like volatile, when the queue is full.
+    Latest(Arc<str>),
+}
 
 /// Close code for a socket that cannot keep up with what it is sent.
 pub const CLOSE_POLICY: u16 = 1008;
@@ -54,6 +111,32 @@ impl Frame {
     }
 }
 
+/// Frames cross nodes as `{"Text": "..."}` or `{"Binary": [..]}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum WireFrame {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl serde::Serialize for Frame {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Frame::Text(t) => WireFrame::Text(t.to_string()),
+            Frame::Binary(b) => WireFrame::Binary(b.to_vec()),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Frame {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match WireFrame::deserialize(d)? {
+            WireFrame::Text(t) => Frame::text(t),
+            WireFrame::Binary(b) => Frame::Binary(b.into()),
+        })
+    }
+}
+
 /// Why a socket closes: the code and reason sent in the close frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseReason {
@@ -86,11 +169,16 @@ pub enum SendError {
     Closing,
     #[error("the socket's outbound queue is full; it was closed as a slow consumer")]
     SlowConsumer,
+    #[error("the socket's outbound queue is full; the frame was dropped")]
+    Dropped,
 }
 
 #[derive(Default)]
 struct Outbound {
     frames: VecDeque<Frame>,
+    /// Where the queued frame of each `Latest` key sits in `frames`. The writer takes the whole
+    /// queue at once, so positions stay valid until then; empty (unallocated) for most sockets.
+    latest: Vec<(Arc<str>, usize)>,
     bytes: usize,
     close: Option<CloseReason>,
 }
@@ -114,12 +202,11 @@ pub struct Batch {
     pub close: Option<CloseReason>,
 }
 
-static NEXT_SOCKET_ID: AtomicU64 = AtomicU64::new(1);
-
 impl SocketConn {
-    pub fn new(limits: QueueLimits) -> Self {
+    /// A socket with this id; ids come from [`Runtime::new_socket`](crate::Runtime::new_socket).
+    pub fn new(id: SocketId, limits: QueueLimits) -> Self {
         SocketConn {
-            id: NEXT_SOCKET_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             limits,
             outbound: Mutex::new(Outbound::default()),
             ready: Notify::new(),
@@ -134,14 +221,32 @@ impl SocketConn {
 
     /// Queues a frame, or closes the socket as a slow consumer if the queue is full.
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
+        self.send_with(frame, &Delivery::Reliable)
+    }
+
+    /// Queues a frame with the given delivery class.
+    pub fn send_with(&self, frame: Frame, delivery: &Delivery) -> Result<(), SendError> {
         let mut out = self.outbound.lock().expect("socket queue poisoned");
         if out.close.is_some() {
             return Err(SendError::Closing);
         }
+        if let Delivery::Latest(key) = delivery
+            && let Some(&(_, at)) = out.latest.iter().find(|(k, _)| k == key)
+        {
+            let old = std::mem::replace(&mut out.frames[at], frame);
+            out.bytes = out.bytes - old.len() + out.frames[at].len();
+            return Ok(());
+        }
         let bytes = out.bytes + frame.len();
-        if out.frames.len() >= self.limits.max_frames || bytes > self.limits.max_bytes {
+        let full = out.frames.len() >= self.limits.max_frames || bytes > self.limits.max_bytes;
+        if full && *delivery != Delivery::Reliable {
+            metrics::counter!("switchboard_outbound_frames_dropped_total").increment(1);
+            return Err(SendError::Dropped);
+        }
+        if full {
             let dropped = out.frames.len() as u64 + 1;
             out.frames = VecDeque::new();
+            out.latest = Vec::new();
             out.bytes = 0;
             out.close = Some(CloseReason {
                 code: CLOSE_POLICY,
@@ -153,6 +258,10 @@ impl SocketConn {
             metrics::counter!("switchboard_outbound_frames_dropped_total").increment(dropped);
             self.ready.notify_one();
             return Err(SendError::SlowConsumer);
+        }
+        if let Delivery::Latest(key) = delivery {
+            let at = out.frames.len();
+            out.latest.push((key.clone(), at));
         }
         out.frames.push_back(frame);
         out.bytes = bytes;
@@ -206,6 +315,7 @@ impl SocketConn {
                 let mut out = self.outbound.lock().expect("socket queue poisoned");
                 if !out.frames.is_empty() || out.close.is_some() {
                     out.bytes = 0;
+                    out.latest.clear();
                     return Batch {
                         frames: std::mem::take(&mut out.frames),
                         close: out.close.clone(),
@@ -231,7 +341,37 @@ mod tests {
     use super::*;
 
     fn conn(max_frames: usize, max_bytes: usize) -> SocketConn {
-        SocketConn::new(QueueLimits { max_frames, max_bytes })
+        SocketConn::new(SocketId::new(1, 1), QueueLimits { max_frames, max_bytes })
+    }
+
+    /// Volatile frames are dropped when the queue is full, and the socket stays open; a
+    /// `Latest` frame replaces the queued one of its key.
+    #[tokio::test]
+    async fn volatile_and_latest() {
+        let c = conn(2, 1000);
+        let key = Delivery::Latest("status".into());
+        c.send_with(Frame::text("s1"), &key).unwrap();
+        c.send(Frame::text("a")).unwrap();
+        c.send_with(Frame::text("s2"), &key).unwrap();
+        assert_eq!(
+            c.send_with(Frame::text("v"), &Delivery::Volatile),
+            Err(SendError::Dropped)
+        );
+        assert!(!c.is_closing());
+        let batch = c.next_batch().await;
+        assert_eq!(batch.frames, vec![Frame::text("s2"), Frame::text("a")]);
+        c.send_with(Frame::text("s3"), &key).unwrap();
+        assert_eq!(c.next_batch().await.frames, vec![Frame::text("s3")]);
+    }
+
+    /// Ids print as 16 hex digits and parse back; the node tag is kept.
+    #[test]
+    fn socket_ids() {
+        let id = SocketId::new(0xABCDEF, 42);
+        assert_eq!(id.to_string(), "abcdef000000002a");
+        assert_eq!(id.to_string().parse::<SocketId>(), Ok(id));
+        assert_eq!(id.node_tag(), 0xABCDEF);
+        assert!("xyz".parse::<SocketId>().is_err());
     }
 
     /// Frames come out in order, then the close that followed them.

@@ -20,6 +20,8 @@ pub struct Stats {
     /// Storage commits (each carrying many events' writes).
     pub commits: AtomicU64,
     pub commit_failures: AtomicU64,
+    /// Events discarded because a hook returned an error.
+    pub hook_failures: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`], plus gauges computed on demand.
@@ -36,6 +38,15 @@ pub struct StatsSnapshot {
     pub alarms_fired: u64,
     pub commits: u64,
     pub commit_failures: u64,
+    pub hook_failures: u64,
+    /// Effects waiting to run, in all objects.
+    pub outbox_depth: u64,
+    /// Age of the oldest waiting effect.
+    pub outbox_oldest_age_ms: u64,
+    pub effects_succeeded: u64,
+    pub effect_attempts_failed: u64,
+    /// Topics with subscribers or history.
+    pub topics: u64,
 }
 
 impl Stats {
@@ -52,6 +63,8 @@ impl Stats {
             alarms_fired: get(&self.alarms_fired),
             commits: get(&self.commits),
             commit_failures: get(&self.commit_failures),
+            hook_failures: get(&self.hook_failures),
+            ..Default::default()
         }
     }
 }

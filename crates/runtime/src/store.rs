@@ -1,8 +1,8 @@
 //! Group commit and the output gate.
 //!
-//! Every event's writes are submitted as one numbered *ticket*. A single writer thread takes
-//! all tickets waiting, commits them in one backend transaction (one fsync for many events and
-//! many objects), and publishes the highest ticket it made durable. Outputs (frames,
+//! Every event's writes are submitted as one numbered *ticket*. A single writer task takes all
+//! tickets waiting, commits them in one backend transaction (one fsync for many events and many
+//! objects), and publishes the highest ticket it made durable. Outputs (frames,
 //! broadcasts, replies) wait in the gate under the ticket of the last write made before them
 //! and are released, in order, once that ticket is durable. If a commit fails, every object
 //! whose writes it carried is poisoned: its held outputs are dropped (callers get an error),
@@ -10,10 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::address::Address;
 use crate::registry::SlotCore;
@@ -53,14 +53,19 @@ pub(crate) enum Output {
         tag: Option<Arc<str>>,
         except: Vec<SocketId>,
     },
-    /// Completes a caller's request; `true` when released, `false` when dropped.
-    Reply(Box<dyn FnOnce(bool) + Send>),
+    /// Anything else (a reply, a publish, a message to another object, an effect): runs with
+    /// `true` when released, `false` when dropped.
+    Run(Box<dyn FnOnce(bool) + Send>),
 }
 
 impl Output {
-    fn dispatch(self, released: bool) {
+    pub(crate) fn run(f: impl FnOnce(bool) + Send + 'static) -> Self {
+        Output::Run(Box::new(f))
+    }
+
+    pub(crate) fn dispatch(self, released: bool) {
         match self {
-            Output::Reply(reply) => reply(released),
+            Output::Run(f) => f(released),
             _ if !released => {}
             Output::Send(conn, frame) => {
                 let _ = conn.send(frame);
@@ -84,16 +89,16 @@ struct Held {
 enum Job {
     Write {
         ticket: u64,
-        writes: ObjectWrites,
+        writes: Vec<ObjectWrites>,
         health: Arc<Health>,
     },
     /// Answered once every ticket before it is committed.
-    Flush(mpsc::Sender<()>),
+    Flush(oneshot::Sender<()>),
 }
 
 struct Submitter {
     next_ticket: u64,
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Option<mpsc::UnboundedSender<Job>>,
 }
 
 /// The shared write path of a runtime: tickets in, durable tickets and released outputs out.
@@ -105,15 +110,15 @@ pub(crate) struct Store {
     /// Highest ticket whose held outputs have all been dispatched.
     released: AtomicU64,
     held: Mutex<BTreeMap<u64, Vec<Held>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Whether the last commit succeeded: readiness for load balancers.
     healthy: AtomicBool,
 }
 
 impl Store {
-    /// Starts the writer thread. Must be called inside a tokio runtime (the release task).
+    /// Starts the writer and release tasks. Must be called inside a tokio runtime.
     pub(crate) fn start(backend: Arc<dyn Backend>, stats: Arc<Stats>) -> Arc<Store> {
-        let (jobs_tx, jobs_rx) = mpsc::channel();
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (committed, mut committed_rx) = watch::channel(0);
         let store = Arc::new(Store {
             backend,
@@ -127,11 +132,7 @@ impl Store {
             writer: Mutex::new(None),
             healthy: AtomicBool::new(true),
         });
-        let writer_store = store.clone();
-        let handle = std::thread::Builder::new()
-            .name("switchboard-writer".into())
-            .spawn(move || writer_store.write_loop(jobs_rx, &stats))
-            .expect("spawn storage writer thread");
+        let handle = tokio::spawn(store.clone().write_loop(jobs_rx, stats));
         *store.writer.lock().expect("writer handle poisoned") = Some(handle);
         // The release task ends when the store (the watch sender) is dropped.
         let weak = Arc::downgrade(&store);
@@ -147,15 +148,30 @@ impl Store {
         store
     }
 
-    /// Queues one event's writes; returns its ticket.
-    pub(crate) fn submit(&self, writes: ObjectWrites, health: Arc<Health>) -> Result<u64, StorageError> {
+    /// Queues the writes `build` returns as one ticket; returns it, or `None` if there were no
+    /// writes. `build` runs under the lock that orders tickets, so what it numbers (a topic's
+    /// offsets) is numbered in ticket order, which is the order outputs are released in.
+    pub(crate) fn submit_with(
+        &self,
+        health: Arc<Health>,
+        build: impl FnOnce() -> Vec<ObjectWrites>,
+    ) -> Result<Option<u64>, StorageError> {
         let mut sub = self.submitter.lock().expect("submitter poisoned");
+        let jobs = sub.jobs.clone().ok_or(StorageError::Closed)?;
+        let writes = build();
+        if writes.is_empty() {
+            return Ok(None);
+        }
         let ticket = sub.next_ticket;
-        let jobs = sub.jobs.as_ref().ok_or(StorageError::Closed)?;
         jobs.send(Job::Write { ticket, writes, health })
             .map_err(|_| StorageError::Closed)?;
         sub.next_ticket += 1;
-        Ok(ticket)
+        Ok(Some(ticket))
+    }
+
+    /// Queues one object's writes as one ticket.
+    pub(crate) fn submit(&self, writes: ObjectWrites, health: Arc<Health>) -> Result<u64, StorageError> {
+        self.submit_with(health, || vec![writes])?.ok_or(StorageError::Closed)
     }
 
     /// Holds `outputs` until `ticket` is durable, then dispatches them in order.
@@ -210,44 +226,44 @@ impl Store {
         *self.committed.borrow()
     }
 
-    /// Commits everything submitted so far and stops the writer thread.
-    pub(crate) fn close(&self) {
+    /// Commits everything submitted so far and stops the writer task.
+    pub(crate) async fn close(&self) {
         let jobs = self.submitter.lock().expect("submitter poisoned").jobs.take();
         if let Some(jobs) = jobs {
-            let (tx, rx) = mpsc::channel();
+            let (tx, rx) = oneshot::channel();
             if jobs.send(Job::Flush(tx)).is_ok() {
-                let _ = rx.recv();
+                let _ = rx.await;
             }
         }
-        if let Some(handle) = self.writer.lock().expect("writer handle poisoned").take() {
-            let _ = handle.join();
+        let writer = self.writer.lock().expect("writer handle poisoned").take();
+        if let Some(handle) = writer {
+            let _ = handle.await;
         }
     }
 
-    fn write_loop(&self, jobs: mpsc::Receiver<Job>, stats: &Stats) {
+    async fn write_loop(self: Arc<Self>, mut jobs: mpsc::UnboundedReceiver<Job>, stats: Arc<Stats>) {
         let batch_size = metrics::histogram!("switchboard_storage_commit_batch_size");
         let latency = metrics::histogram!("switchboard_storage_commit_seconds");
         loop {
             // While unhealthy, an empty commit each second tells when storage works again, even
             // if no writes come (a load balancer stops sending traffic to an unready node).
             let first = if self.healthy.load(Ordering::Acquire) {
-                jobs.recv().map_err(|_| ())
+                jobs.recv().await
             } else {
-                match jobs.recv_timeout(HEALTH_PROBE) {
-                    Ok(job) => Ok(job),
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                tokio::select! {
+                    job = jobs.recv() => job,
+                    _ = tokio::time::sleep(HEALTH_PROBE) => {
                         let probe = ObjectWrites {
                             address: Address::new(RESERVED_CLASS, "health"),
                             ops: vec![WriteOp::Put("probe".into(), b"1".to_vec())],
                         };
-                        self.healthy
-                            .store(self.backend.commit(&[&probe]).is_ok(), Ordering::Release);
+                        let ok = self.backend.commit(vec![probe]).await.is_ok();
+                        self.healthy.store(ok, Ordering::Release);
                         continue;
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
                 }
             };
-            let Ok(first) = first else { break };
+            let Some(first) = first else { break };
             let mut writes = Vec::new();
             let mut flushes = Vec::new();
             let mut next = Some(first);
@@ -267,27 +283,31 @@ impl Store {
             if let Some(&(last, _, _)) = writes.last() {
                 // Writes of objects poisoned by an earlier failure were computed from state that
                 // never became durable: they are dropped, and their outputs with them.
-                let live: Vec<&ObjectWrites> = writes
-                    .iter()
-                    .filter(|(_, _, h)| !h.is_poisoned())
-                    .map(|(_, w, _)| w)
-                    .collect();
+                let mut live = Vec::new();
+                let mut healths = Vec::with_capacity(writes.len());
+                for (_, w, health) in writes {
+                    if !health.is_poisoned() {
+                        live.extend(w);
+                    }
+                    healths.push(health);
+                }
+                let count = live.len();
                 let started = Instant::now();
                 let result = if live.is_empty() {
                     Ok(())
                 } else {
-                    self.backend.commit(&live)
+                    self.backend.commit(live).await
                 };
                 latency.record(started.elapsed().as_secs_f64());
-                batch_size.record(live.len() as f64);
+                batch_size.record(count as f64);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
-                if !live.is_empty() {
+                if count > 0 {
                     self.healthy.store(result.is_ok(), Ordering::Release);
                 }
                 if let Err(e) = result {
-                    tracing::error!(error = %e, tickets = writes.len(), "storage commit failed; affected objects restart from storage");
+                    tracing::error!(error = %e, tickets = healths.len(), "storage commit failed; affected objects restart from storage");
                     stats.commit_failures.fetch_add(1, Ordering::Relaxed);
-                    for (_, _, health) in &writes {
+                    for health in &healths {
                         health.poisoned.store(true, Ordering::Release);
                     }
                 }

@@ -2,14 +2,16 @@
 //! its writes are durable, a failed commit takes its outputs with it, and many events share
 //! one commit.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_runtime::storage::memory::MemoryBackend;
-use switchboard_runtime::storage::{Backend, ListOptions, ObjectWrites, StorageError};
+use switchboard_runtime::storage::{Backend, BackendFuture, ListOptions, ObjectWrites};
 use switchboard_runtime::{
-    Address, CallError, ConnectInfo, Context, Frame, Object, QueueLimits, Runtime, RuntimeConfig, SocketConn,
+    Address, CallError, ConnectInfo, Context, Frame, HookResult, Object, QueueLimits, Runtime, RuntimeConfig,
+    SocketConn,
 };
+use tokio::sync::watch;
 
 /// Adds to a stored value and broadcasts the result.
 struct Adder {
@@ -21,63 +23,57 @@ impl Object for Adder {
     type Request = i64;
     type Reply = i64;
 
-    async fn start(ctx: &mut Context) -> Result<Self, StorageError> {
+    async fn start(ctx: &mut Context) -> HookResult<Self> {
         Ok(Adder {
             value: ctx.storage().get("value").await?.unwrap_or(0),
         })
     }
 
-    async fn on_request(&mut self, ctx: &mut Context, amount: i64) -> i64 {
+    async fn on_request(&mut self, ctx: &mut Context, amount: i64) -> HookResult<i64> {
         if amount != 0 {
             self.value += amount;
-            ctx.storage().put("value", &self.value).unwrap();
+            ctx.storage().put("value", &self.value)?;
             ctx.broadcast(Frame::text(self.value.to_string()));
         }
-        self.value
+        Ok(self.value)
     }
 }
 
 /// A backend whose commits wait until the test opens the valve.
 struct Valve {
-    inner: MemoryBackend,
-    open: Mutex<bool>,
-    changed: Condvar,
+    inner: Arc<MemoryBackend>,
+    open: watch::Sender<bool>,
 }
 
 impl Valve {
     fn new() -> Arc<Self> {
         Arc::new(Valve {
-            inner: MemoryBackend::new(),
-            open: Mutex::new(true),
-            changed: Condvar::new(),
+            inner: Arc::new(MemoryBackend::new()),
+            open: watch::channel(true).0,
         })
     }
 
     fn set(&self, open: bool) {
-        *self.open.lock().unwrap() = open;
-        self.changed.notify_all();
+        self.open.send_replace(open);
     }
 }
 
 impl Backend for Valve {
-    fn get(&self, a: &Address, k: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    fn get(&self, a: &Address, k: &str) -> BackendFuture<Option<Vec<u8>>> {
         self.inner.get(a, k)
     }
-    fn list(&self, a: &Address, o: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+    fn list(&self, a: &Address, o: &ListOptions) -> BackendFuture<Vec<(String, Vec<u8>)>> {
         self.inner.list(a, o)
     }
-    fn commit(&self, batch: &[&ObjectWrites]) -> Result<(), StorageError> {
-        let mut open = self.open.lock().unwrap();
-        while !*open {
-            open = self.changed.wait(open).unwrap();
-        }
-        self.inner.commit(batch)
+    fn commit(&self, batch: Vec<ObjectWrites>) -> BackendFuture<()> {
+        let (mut open, inner) = (self.open.subscribe(), self.inner.clone());
+        Box::pin(async move {
+            let _ = open.wait_for(|o| *o).await;
+            inner.commit(batch).await
+        })
     }
-    fn alarms(&self) -> Result<Vec<(Address, i64)>, StorageError> {
+    fn alarms(&self) -> BackendFuture<Vec<(Address, i64)>> {
         self.inner.alarms()
-    }
-    fn alarm(&self, a: &Address) -> Result<Option<i64>, StorageError> {
-        self.inner.alarm(a)
     }
 }
 
@@ -90,7 +86,7 @@ async fn runtime(backend: Arc<dyn Backend>) -> Runtime {
 }
 
 async fn subscriber(rt: &Runtime, name: &str) -> Arc<SocketConn> {
-    let conn = Arc::new(SocketConn::new(QueueLimits::default()));
+    let conn = rt.new_socket(QueueLimits::default());
     let accepted = rt
         .object::<Adder>(name)
         .connect(conn.clone(), ConnectInfo::default())
@@ -109,7 +105,7 @@ async fn next_frame(conn: &SocketConn, within: Duration) -> Option<Frame> {
 
 /// While a commit is pending, neither the reply nor the broadcast is visible; both appear once
 /// it is durable.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn outputs_wait_for_their_commit() {
     let valve = Valve::new();
     let rt = runtime(valve.clone()).await;
@@ -130,7 +126,7 @@ async fn outputs_wait_for_their_commit() {
 
 /// The object's next event runs while earlier writes commit, and one commit carries many
 /// events: 200 calls held behind one stalled commit finish in a handful of commits.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn many_events_share_one_commit() {
     let valve = Valve::new();
     let rt = runtime(valve.clone()).await;
@@ -142,7 +138,8 @@ async fn many_events_share_one_commit() {
             tokio::spawn(async move { stub.call(1).await.unwrap() })
         })
         .collect();
-    // Let every call run and queue its writes behind the stalled commit.
+    // Paused time advances only once every task is idle: every call has run and queued its
+    // writes behind the stalled commit.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = rt.stats().commits;
     valve.set(true);
@@ -159,7 +156,7 @@ async fn many_events_share_one_commit() {
 
 /// A failed commit drops the outputs it held (the caller gets an error, subscribers nothing),
 /// and the object restarts from storage, so its memory never runs ahead of disk.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failed_commit_drops_outputs_and_resets_the_object() {
     let backend = Arc::new(MemoryBackend::new());
     let rt = runtime(backend.clone()).await;
@@ -199,7 +196,7 @@ async fn failed_commit_drops_outputs_and_resets_the_object() {
 }
 
 /// Calls to a class that was never registered fail clearly instead of hanging.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unregistered_class_is_an_error() {
     let rt = Runtime::builder(RuntimeConfig::default(), Arc::new(MemoryBackend::new()))
         .start()
@@ -207,7 +204,7 @@ async fn unregistered_class_is_an_error() {
         .unwrap();
     assert!(matches!(
         rt.object::<Adder>("x").call(1).await,
-        Err(CallError::UnknownClass("adder"))
+        Err(CallError::UnknownClass(ref c)) if c == "adder"
     ));
     rt.shutdown().await;
 }

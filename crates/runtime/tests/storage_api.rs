@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use switchboard_runtime::storage::sqlite::SqliteBackend;
-use switchboard_runtime::{Context, Durability, ListOptions, Object, Runtime, RuntimeConfig, StorageError};
+use switchboard_runtime::{Context, Durability, HookResult, ListOptions, Object, Runtime, RuntimeConfig};
 
 /// Runs a scripted sequence of storage operations and reports what it saw.
 struct Scratch;
 
+#[derive(Serialize, Deserialize)]
 enum Op {
     Script,
     Read,
@@ -18,13 +20,13 @@ enum Op {
 impl Object for Scratch {
     const CLASS: &'static str = "scratch";
     type Request = Op;
-    type Reply = Result<serde_json::Value, StorageError>;
+    type Reply = serde_json::Value;
 
-    async fn start(_ctx: &mut Context) -> Result<Self, StorageError> {
+    async fn start(_ctx: &mut Context) -> HookResult<Self> {
         Ok(Scratch)
     }
 
-    async fn on_request(&mut self, ctx: &mut Context, op: Op) -> Self::Reply {
+    async fn on_request(&mut self, ctx: &mut Context, op: Op) -> HookResult<serde_json::Value> {
         let s = ctx.storage();
         match op {
             Op::Script => {
@@ -66,19 +68,19 @@ async fn storage_semantics_and_persistence() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
     let rt = open(&db).await;
-    let seen = rt.object::<Scratch>("x").call(Op::Script).await.unwrap().unwrap();
+    let seen = rt.object::<Scratch>("x").call(Op::Script).await.unwrap();
     assert_eq!(seen["own"], 2);
     assert_eq!(seen["listed"], serde_json::json!([["a:3", 3], ["a:2", 2]]));
     assert_eq!(seen["in_tx"], "kept");
     rt.shutdown().await;
 
     let rt = open(&db).await;
-    let all = rt.object::<Scratch>("x").call(Op::Read).await.unwrap().unwrap();
+    let all = rt.object::<Scratch>("x").call(Op::Read).await.unwrap();
     assert_eq!(
         all,
         serde_json::json!([["a:1", 1], ["a:2", 2], ["b:1", 10], ["t", "kept"]])
     );
-    let other = rt.object::<Scratch>("y").call(Op::Read).await.unwrap().unwrap();
+    let other = rt.object::<Scratch>("y").call(Op::Read).await.unwrap();
     assert_eq!(other, serde_json::json!([]), "objects do not see each other's keys");
     rt.shutdown().await;
 }

@@ -8,10 +8,13 @@
 //! and what is allowed. Nothing outside this module reads the environment.
 
 use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use switchboard_apps::AttachedApp;
 
 use switchboard_runtime::{Durability, QueueLimits};
 
@@ -56,10 +59,11 @@ pub struct Config {
     pub durability: Durability,
     /// Idle time after which an object is dropped from memory. Default: 10 s.
     pub hibernate_after: Duration,
-    /// Settings of the built-in apps: `counter_history_limit` (default 1000),
-    /// `display_list_limit` (default 100), and `cors_origins`, the origins browsers may call
-    /// from (default none: no cross-origin access).
-    pub apps: switchboard_apps::Settings,
+    /// Browser origins allowed by CORS (`*`: any). Default: none (no cross-origin access).
+    pub cors_origins: Vec<String>,
+    /// The apps' settings: every key of every app's configuration section, with its effective
+    /// value (its default unless configured). Each app documents its own keys.
+    pub app_values: Map<String, Value>,
 }
 
 /// A secret value that never prints itself.
@@ -132,8 +136,6 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("outbound_queue_bytes", Kind::Int, "per-socket queue, bytes"),
     ("durability", Kind::Str, "full or normal"),
     ("hibernate_after_ms", Kind::Int, "idle time before hibernation"),
-    ("counter_history_limit", Kind::Int, "history entries kept per counter"),
-    ("display_list_limit", Kind::Int, "entries kept per display list"),
 ];
 
 const SECRET_KEYS: &[&str] = &["auth_secret", "jwt_secret"];
@@ -165,20 +167,58 @@ struct RawValue {
     origin: String,
 }
 
+/// The keys the apps bring, with their defaults.
+struct AppKeys(Map<String, Value>);
+
+impl AppKeys {
+    fn of(apps: &[Box<dyn AttachedApp>]) -> Self {
+        AppKeys(apps.iter().flat_map(|a| a.defaults()).collect())
+    }
+
+    /// How an environment or flag string for this key is read: by its default's type.
+    fn kind(&self, key: &str) -> Option<Kind> {
+        self.0.get(key).map(|default| match default {
+            Value::Number(_) => Kind::Int,
+            Value::Bool(_) => Kind::Bool,
+            Value::Array(_) => Kind::List,
+            _ => Kind::Str,
+        })
+    }
+}
+
 impl Config {
-    /// Merges and validates the sources into a configuration.
+    /// Merges and validates the sources into a configuration for the built-in apps.
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
-        let raw = merge(sources)?;
-        Config::from_raw(&raw)
+        Config::load_for(sources, &switchboard_apps::builtin())
+    }
+
+    /// Merges and validates the sources into a configuration for `apps`.
+    pub fn load_for(sources: &Sources, apps: &[Box<dyn AttachedApp>]) -> Result<Config, ConfigError> {
+        let keys = AppKeys::of(apps);
+        let raw = merge(sources, &keys)?;
+        let config = Config::from_raw(&raw, &keys)?;
+        for app in apps {
+            app.check(&config.app_values).map_err(|e| ConfigError::BadValue {
+                origin: raw.get(&e.key).map(|r| r.origin.clone()).unwrap_or_default(),
+                key: e.key,
+                message: e.message,
+            })?;
+        }
+        Ok(config)
     }
 
     /// The configuration with every default and no file, environment or flag.
     pub fn defaults() -> Config {
-        Config::from_raw(&BTreeMap::new()).expect("defaults are valid")
+        Config::load(&Sources::default()).expect("defaults are valid")
     }
 
-    fn from_raw(raw: &BTreeMap<String, RawValue>) -> Result<Config, ConfigError> {
+    fn from_raw(raw: &BTreeMap<String, RawValue>, keys: &AppKeys) -> Result<Config, ConfigError> {
         let r = Reader(raw);
+        let mut app_values = keys.0.clone();
+        for (key, value) in raw.iter().filter(|(k, _)| keys.0.contains_key(*k)) {
+            let json = serde_json::to_value(&value.value).map_err(|e| r.bad(key, e.to_string()))?;
+            app_values.insert(key.clone(), json);
+        }
         let listen = r.parse("listen", "127.0.0.1:8787", "an address like 127.0.0.1:8787")?;
         let cors_origins = r.list("cors_origins")?;
         Ok(Config {
@@ -208,11 +248,8 @@ impl Config {
                 Durability::Full,
             )?,
             hibernate_after: r.millis("hibernate_after_ms", 10_000)?,
-            apps: switchboard_apps::Settings {
-                counter_history_limit: r.int("counter_history_limit", 1000, 1, 1_000_000)? as usize,
-                display_list_limit: r.int("display_list_limit", 100, 1, 100_000)? as usize,
-                cors_origins,
-            },
+            cors_origins,
+            app_values,
         })
     }
 
@@ -239,14 +276,13 @@ impl Config {
              {}\ncors_origins = {:?}\nlog_format = \"{}\"\necho_enabled = {}\n\
              max_frame_bytes = {}\nmax_body_bytes = {}\nhandshake_timeout_ms = {}\n\
              shutdown_timeout_ms = {}\nclose_timeout_ms = {}\noutbound_queue_frames = {}\noutbound_queue_bytes = {}\n\
-             durability = \"{}\"\nhibernate_after_ms = {}\ncounter_history_limit = {}\n\
-             display_list_limit = {}\n",
+             durability = \"{}\"\nhibernate_after_ms = {}\n{}",
             self.listen,
             self.data_dir.display().to_string(),
             mask("auth_secret", &self.auth_secret),
             mask("jwt_secret", &self.jwt_secret),
             opt_path("jwt_public_key", &self.jwt_public_key),
-            self.apps.cors_origins,
+            self.cors_origins,
             log_format,
             self.echo_enabled,
             self.max_frame_bytes,
@@ -258,21 +294,30 @@ impl Config {
             self.outbound_queue.max_bytes,
             durability,
             self.hibernate_after.as_millis(),
-            self.apps.counter_history_limit,
-            self.apps.display_list_limit,
+            self.app_values
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}\n"))
+                .collect::<String>(),
         )
     }
 }
 
-fn known_keys() -> String {
-    KEYS.iter().map(|(k, _, _)| *k).collect::<Vec<_>>().join(", ")
+fn known_keys(apps: &AppKeys) -> String {
+    KEYS.iter()
+        .map(|(k, _, _)| *k)
+        .chain(apps.0.keys().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn kind_of(key: &str) -> Option<Kind> {
-    KEYS.iter().find(|(k, _, _)| *k == key).map(|(_, kind, _)| *kind)
-}
-
-fn merge(sources: &Sources) -> Result<BTreeMap<String, RawValue>, ConfigError> {
+fn merge(sources: &Sources, apps: &AppKeys) -> Result<BTreeMap<String, RawValue>, ConfigError> {
+    let kind_of = |key: &str| {
+        KEYS.iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, kind, _)| *kind)
+            .or_else(|| apps.kind(key))
+    };
+    let known_keys = || known_keys(apps);
     let mut raw = BTreeMap::new();
     if let Some(path) = &sources.file {
         for (key, value) in read_file(path)? {

@@ -7,23 +7,28 @@
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod effects;
 pub mod gateway;
 pub mod secret;
 pub mod telemetry;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
+use switchboard_apps::{AttachedApp, Host};
+use switchboard_runtime::cluster::Cluster;
 use switchboard_runtime::storage::sqlite::SqliteBackend;
-use switchboard_runtime::{Runtime, RuntimeBuilder, RuntimeConfig};
+use switchboard_runtime::{Runtime, RuntimeConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secret};
 use crate::gateway::Gateway;
+use crate::token::TokenVerifier;
 
 /// File name of the embedded database inside the data folder.
 pub const DATABASE_FILE: &str = "switchboard.db";
@@ -44,21 +49,18 @@ impl Server {
     }
 }
 
-/// What a server serves besides the gateway's own routes: object classes and their routes.
-/// The built-in apps are one; a program embedding Switchboard can bring its own.
-pub struct Extension {
-    /// Registers object classes.
-    pub classes: Box<dyn FnOnce(RuntimeBuilder) -> RuntimeBuilder + Send>,
-    /// HTTP and WebSocket routes, with the gateway as state.
-    pub routes: Router<Gateway>,
+/// What a server serves: its apps (the built-in ones by default), and the cluster it joins.
+pub struct Serving {
+    pub apps: Vec<Box<dyn AttachedApp>>,
+    /// `None`: a single node.
+    pub cluster: Option<Arc<dyn Cluster>>,
 }
 
-impl Extension {
-    /// No classes, no routes.
-    pub fn none() -> Self {
-        Extension {
-            classes: Box::new(|b| b),
-            routes: Router::new(),
+impl Default for Serving {
+    fn default() -> Self {
+        Serving {
+            apps: switchboard_apps::builtin(),
+            cluster: None,
         }
     }
 }
@@ -66,16 +68,17 @@ impl Extension {
 /// Opens storage in the data folder and serves the built-in apps on `listener` until
 /// `shutdown` is cancelled.
 pub async fn start(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<Server> {
-    start_with(config, listener, shutdown, Extension::none()).await
+    start_with(config, listener, shutdown, Serving::default()).await
 }
 
-/// Like [`start`], serving `extension` as well.
+/// Like [`start`], serving what `serving` says.
 pub async fn start_with(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
-    extension: Extension,
+    serving: Serving,
 ) -> anyhow::Result<Server> {
+    let Serving { mut apps, cluster } = serving;
     let addr = listener.local_addr()?;
     // Before anything takes a metric handle (the storage writer takes its own at start).
     let metrics = telemetry::metrics_handle();
@@ -95,27 +98,44 @@ pub async fn start_with(
     let db = config.data_dir.join(DATABASE_FILE);
     let backend = SqliteBackend::open(&db, config.durability)
         .with_context(|| format!("cannot open storage at {}", db.display()))?;
-    let builder = Runtime::builder(
+    let tokens = match (&config.jwt_secret, &config.jwt_public_key) {
+        (Some(secret), _) => TokenVerifier::hs256(secret.expose()),
+        (None, Some(path)) => TokenVerifier::public_key(path)?,
+        (None, None) => TokenVerifier::none(),
+    };
+    let mut builder = Runtime::builder(
         RuntimeConfig {
             hibernate_after: config.hibernate_after,
+            ..RuntimeConfig::default()
         },
         Arc::new(backend),
-    );
-    let builder = switchboard_apps::register(builder, &config.apps);
-    let runtime = (extension.classes)(builder)
-        .start()
-        .await
-        .context("cannot start the object runtime")?;
+    )
+    .effects(Arc::new(effects::HttpEffects::new()));
+    if let Some(cluster) = cluster {
+        builder = builder.cluster(cluster);
+    }
+    let mut routes = Router::new();
+    for app in &mut apps {
+        app.configure(&config.app_values)
+            .map_err(|e| anyhow::anyhow!("invalid setting `{}` of the {} app: {}", e.key, app.name(), e.message))?;
+        builder = app.register(builder);
+        routes = routes.merge(app.routes());
+    }
+    let runtime = builder.start().await.context("cannot start the object runtime")?;
     let gateway = Gateway {
         config: Arc::new(config),
         auth_secret: auth_secret.clone(),
+        tokens: Arc::new(tokens),
         runtime: runtime.clone(),
-        shutdown,
+        shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
         metrics,
     };
-    let routes = switchboard_apps::routes::<Gateway>().merge(extension.routes);
-    let router = gateway::router(gateway.clone(), routes);
+    let host = Host::new(Arc::new(gateway.clone()));
+    let router = gateway::router(gateway.clone(), routes, host.clone());
+    for app in &apps {
+        app.start(host.clone(), shutdown.child_token());
+    }
     tracing::info!(%addr, "switchboard listening");
     let rt = runtime.clone();
     let serving = tokio::spawn(async move {

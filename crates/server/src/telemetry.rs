@@ -123,4 +123,10 @@ pub fn record_runtime(stats: &StatsSnapshot) {
     metrics::counter!("switchboard_alarms_fired_total").absolute(stats.alarms_fired);
     metrics::counter!("switchboard_storage_commits_total").absolute(stats.commits);
     metrics::counter!("switchboard_storage_commit_failures_total").absolute(stats.commit_failures);
+    metrics::counter!("switchboard_hook_failures_total").absolute(stats.hook_failures);
+    metrics::gauge!("switchboard_outbox_depth").set(stats.outbox_depth as f64);
+    metrics::gauge!("switchboard_outbox_oldest_age_seconds").set(stats.outbox_oldest_age_ms as f64 / 1000.0);
+    metrics::counter!("switchboard_effects_succeeded_total").absolute(stats.effects_succeeded);
+    metrics::counter!("switchboard_effect_attempts_failed_total").absolute(stats.effect_attempts_failed);
+    metrics::gauge!("switchboard_topics").set(stats.topics as f64);
 }

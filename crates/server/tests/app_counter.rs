@@ -14,7 +14,7 @@ async fn op(server: &TestServer, op: &str, body: Value) -> (u16, Value) {
 }
 
 async fn counter_server() -> TestServer {
-    TestServer::start_with(|_| {}, switchboard_server::Extension::none()).await
+    TestServer::start_with(|_| {}, vec![]).await
 }
 
 /// increment / decrement: default amount 1, or `amount`; the reply has value, previousValue
@@ -146,8 +146,10 @@ async fn reads_value_metadata_and_history() {
 #[tokio::test]
 async fn history_is_capped() {
     let server = TestServer::start_with(
-        |c| c.apps.counter_history_limit = 5,
-        switchboard_server::Extension::none(),
+        |c| {
+            c.app_values.insert("counter_history_limit".into(), 5.into());
+        },
+        vec![],
     )
     .await;
     for _ in 0..12 {
@@ -231,11 +233,7 @@ async fn operations_over_the_socket_echo_their_id() {
 /// wake a hibernated counter.
 #[tokio::test]
 async fn ping_is_answered_without_waking() {
-    let server = TestServer::start_with(
-        |c| c.hibernate_after = Duration::from_millis(200),
-        switchboard_server::Extension::none(),
-    )
-    .await;
+    let server = TestServer::start_with(|c| c.hibernate_after = Duration::from_millis(200), vec![]).await;
     let mut socket = ws(&server.ws_url("/ws/counter/p")).await;
     let wakes = server
         .wait_for_stats("hibernation", |s| s.hibernated_objects == 1 && s.live_objects == 0)
@@ -292,10 +290,10 @@ async fn two_clients_see_one_order_under_concurrent_writers() {
 #[tokio::test]
 async fn state_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |_| {}, switchboard_server::Extension::none()).await;
+    let server = TestServer::start_in(dir.path(), |_| {}, vec![]).await;
     op(&server, "increment", json!({"name": "keep", "amount": 7})).await;
     server.stop().await;
-    let server = TestServer::start_in(dir.path(), |_| {}, switchboard_server::Extension::none()).await;
+    let server = TestServer::start_in(dir.path(), |_| {}, vec![]).await;
     assert_eq!(op(&server, "getValue", json!({"name": "keep"})).await.1["value"], 7);
     assert_eq!(
         op(&server, "getHistory", json!({"name": "keep"})).await.1[0]["amount"],
@@ -308,7 +306,7 @@ async fn state_survives_restart() {
 /// a body over the limit (413), a bad limit; each a JSON error, nothing changed.
 #[tokio::test]
 async fn bad_inputs_get_clear_errors() {
-    let server = TestServer::start_with(|c| c.max_body_bytes = 1024, switchboard_server::Extension::none()).await;
+    let server = TestServer::start_with(|c| c.max_body_bytes = 1024, vec![]).await;
     let raw = |body: &'static str| {
         let url = server.url("/rpc/counter.increment");
         async move {

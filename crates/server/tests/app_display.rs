@@ -28,7 +28,13 @@ async fn update(server: &TestServer, session: &str, body: Value) -> (u16, Value)
 }
 
 async fn display_server() -> TestServer {
-    TestServer::start_with(|c| c.apps.display_list_limit = 3, switchboard_server::Extension::none()).await
+    TestServer::start_with(
+        |c| {
+            c.app_values.insert("display_list_limit".into(), 3.into());
+        },
+        vec![],
+    )
+    .await
 }
 
 /// A display's first frame is `initial_state` with the stored state and a ms timestamp.
@@ -144,11 +150,7 @@ async fn updates_apply_by_type_cap_and_broadcast() {
 /// `{"type":"ping"}` → `{"type":"pong","timestamp":ms}`, without waking the session.
 #[tokio::test]
 async fn ping_is_answered_without_waking() {
-    let server = TestServer::start_with(
-        |c| c.hibernate_after = Duration::from_millis(200),
-        switchboard_server::Extension::none(),
-    )
-    .await;
+    let server = TestServer::start_with(|c| c.hibernate_after = Duration::from_millis(200), vec![]).await;
     let mut display = ws(&server.ws_url("/session/p/display")).await;
     assert_eq!(next_json(&mut display).await["type"], "initial_state");
     let wakes = server
@@ -167,12 +169,12 @@ async fn ping_is_answered_without_waking() {
 #[tokio::test]
 async fn state_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |_| {}, switchboard_server::Extension::none()).await;
+    let server = TestServer::start_in(dir.path(), |_| {}, vec![]).await;
     init(&server, "r", "t").await;
     update(&server, "r", json!({"type": "transcription", "text": "kept"})).await;
     update(&server, "r", json!({"type": "order_summary", "total": 12})).await;
     server.stop().await;
-    let server = TestServer::start_in(dir.path(), |_| {}, switchboard_server::Extension::none()).await;
+    let server = TestServer::start_in(dir.path(), |_| {}, vec![]).await;
     let (_, state) = get_json(&url(&server, "r", "state")).await;
     assert_eq!(
         (
@@ -188,11 +190,7 @@ async fn state_survives_restart() {
 /// origin gets no CORS header.
 #[tokio::test]
 async fn cors_allow_list_and_preflight() {
-    let server = TestServer::start_with(
-        |c| c.apps.cors_origins = vec!["https://display.example".into()],
-        switchboard_server::Extension::none(),
-    )
-    .await;
+    let server = TestServer::start_with(|c| c.cors_origins = vec!["https://display.example".into()], vec![]).await;
     let client = reqwest::Client::new();
     let preflight = client
         .request(reqwest::Method::OPTIONS, url(&server, "c", "update"))

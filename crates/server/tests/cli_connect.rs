@@ -49,7 +49,7 @@ async fn scripted_send_prints_frames_and_exits_zero() {
 /// 1000 exits 3 and names the code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_have_exit_codes() {
-    let server = TestServer::start_with(|c| c.max_frame_bytes = 200, switchboard_server::Extension::none()).await;
+    let server = TestServer::start_with(|c| c.max_frame_bytes = 200, vec![]).await;
     let missing = server.ws_url("/ws/nowhere");
     let (code, _, err) = tokio::task::spawn_blocking(move || connect(&[&missing])).await.unwrap();
     assert_eq!(code, 1);

@@ -65,7 +65,7 @@ async fn check(doc: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("switchboard-data");
     // As a user runs it: no configured secret, so the server generates the one the doc reads.
-    let server = TestServer::start_in(&data, |c| c.auth_secret = None, switchboard_server::Extension::none()).await;
+    let server = TestServer::start_in(&data, |c| c.auth_secret = None, vec![]).await;
     let bin_dir = Path::new(binary()).parent().unwrap().to_owned();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     for (command, expected) in sessions {

@@ -46,7 +46,7 @@ async fn echoes_text_and_binary() {
 /// A message over `max_frame_bytes` closes the socket with 1009.
 #[tokio::test]
 async fn oversize_message_closes_with_1009() {
-    let server = TestServer::start_with(|c| c.max_frame_bytes = 1024, switchboard_server::Extension::none()).await;
+    let server = TestServer::start_with(|c| c.max_frame_bytes = 1024, vec![]).await;
     let mut socket = ws(&server.ws_url("/ws/echo")).await;
     send(&mut socket, &"x".repeat(1000)).await;
     assert_eq!(next_text(&mut socket).await.len(), 1000);
@@ -59,11 +59,7 @@ async fn oversize_message_closes_with_1009() {
 /// A client that connects and never sends its request is dropped after the handshake timeout.
 #[tokio::test]
 async fn silent_connection_is_dropped_after_handshake_timeout() {
-    let server = TestServer::start_with(
-        |c| c.handshake_timeout = Duration::from_millis(300),
-        switchboard_server::Extension::none(),
-    )
-    .await;
+    let server = TestServer::start_with(|c| c.handshake_timeout = Duration::from_millis(300), vec![]).await;
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();

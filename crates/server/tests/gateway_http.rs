@@ -75,7 +75,7 @@ async fn errors_are_json() {
 /// With `echo_enabled = false` there is no `/ws/echo`.
 #[tokio::test]
 async fn echo_can_be_turned_off() {
-    let server = TestServer::start_with(|c| c.echo_enabled = false, switchboard_server::Extension::none()).await;
+    let server = TestServer::start_with(|c| c.echo_enabled = false, vec![]).await;
     assert_eq!(reqwest::get(server.url("/ws/echo")).await.unwrap().status(), 404);
     server.stop().await;
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Backend, ListOptions, ObjectWrites, StorageError, WriteOp};
+use super::{Backend, BackendFuture, ListOptions, ObjectWrites, StorageError, WriteOp};
 use crate::address::Address;
 
 #[derive(Default)]
@@ -31,13 +31,13 @@ impl MemoryBackend {
     }
 }
 
-impl Backend for MemoryBackend {
-    fn get(&self, address: &Address, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+impl MemoryBackend {
+    fn get_now(&self, address: &Address, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let data = self.data.lock().expect("memory backend poisoned");
         Ok(data.kv.get(address).and_then(|m| m.get(key)).cloned())
     }
 
-    fn list(&self, address: &Address, options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+    fn list_now(&self, address: &Address, options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         let data = self.data.lock().expect("memory backend poisoned");
         let Some(map) = data.kv.get(address) else {
             return Ok(Vec::new());
@@ -52,7 +52,7 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn commit(&self, batch: &[&ObjectWrites]) -> Result<(), StorageError> {
+    fn commit_now(&self, batch: &[ObjectWrites]) -> Result<(), StorageError> {
         if self.fail_commits.load(Ordering::SeqCst) {
             return Err(StorageError::Backend("injected commit failure".into()));
         }
@@ -87,18 +87,27 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn alarms(&self) -> Result<Vec<(Address, i64)>, StorageError> {
+    fn alarms_now(&self) -> Vec<(Address, i64)> {
         let data = self.data.lock().expect("memory backend poisoned");
-        Ok(data.alarms.iter().map(|(a, t)| (a.clone(), *t)).collect())
+        data.alarms.iter().map(|(a, t)| (a.clone(), *t)).collect()
+    }
+}
+
+/// Everything happens at once: the futures are ready when returned.
+impl Backend for MemoryBackend {
+    fn get(&self, address: &Address, key: &str) -> BackendFuture<Option<Vec<u8>>> {
+        Box::pin(std::future::ready(self.get_now(address, key)))
     }
 
-    fn alarm(&self, address: &Address) -> Result<Option<i64>, StorageError> {
-        Ok(self
-            .data
-            .lock()
-            .expect("memory backend poisoned")
-            .alarms
-            .get(address)
-            .copied())
+    fn list(&self, address: &Address, options: &ListOptions) -> BackendFuture<Vec<(String, Vec<u8>)>> {
+        Box::pin(std::future::ready(self.list_now(address, options)))
+    }
+
+    fn commit(&self, batch: Vec<ObjectWrites>) -> BackendFuture<()> {
+        Box::pin(std::future::ready(self.commit_now(&batch)))
+    }
+
+    fn alarms(&self) -> BackendFuture<Vec<(Address, i64)>> {
+        Box::pin(std::future::ready(Ok(self.alarms_now())))
     }
 }

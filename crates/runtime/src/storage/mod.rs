@@ -1,12 +1,28 @@
-//! Storage backends: the narrow trait every backend implements, and the shapes it trades in.
+//! Storage backends: the narrow async trait every backend implements, and the shapes it trades in.
 //!
-//! A backend is synchronous and knows nothing of objects' lifecycles: it reads, and it commits
-//! a batch of many objects' writes atomically. The runtime calls `commit` from one writer
-//! thread only (group commit, see `store.rs`) and the reads from blocking tasks.
+//! A backend knows nothing of objects' lifecycles: it reads, and it commits a batch of many
+//! objects' writes atomically. Its methods return futures, so a networked store can implement
+//! it; an embedded one runs its blocking work on tokio's blocking pool.
+//!
+//! # The contract
+//!
+//! - **Atomicity.** One `commit` applies every write of every object in the batch, in order, or
+//!   none of them. The runtime calls `commit` from its one writer task, one batch at a time, so a
+//!   backend never sees two commits at once.
+//! - **Durability.** When `commit` resolves `Ok`, the batch survives a crash of the process; with
+//!   [`Durability::Full`] it also survives a crash of the machine (it was synced to disk). The
+//!   runtime releases the outputs of an event only after its batch resolved `Ok`.
+//! - **Visibility.** A `get` or `list` issued after a `commit` resolved sees its writes.
+//! - **Order.** `list` returns keys in ascending byte order of their UTF-8 encoding (descending
+//!   with `reverse`), after selecting by prefix and range and before applying `limit`.
+//! - **Isolation of classes.** Class names starting with `_` are the runtime's own (topic
+//!   history, the outbox, the health probe); object classes cannot use them.
 
 pub mod memory;
 pub mod sqlite;
 pub mod view;
+
+use std::pin::Pin;
 
 use crate::address::Address;
 
@@ -93,13 +109,16 @@ pub enum StorageError {
     Closed,
 }
 
-/// A storage backend. Implementations: [`sqlite::SqliteBackend`], [`memory::MemoryBackend`].
+/// A future a backend returns: owned, so the runtime can await it anywhere.
+pub type BackendFuture<T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'static>>;
+
+/// A storage backend (see the module docs for its contract). Implementations:
+/// [`sqlite::SqliteBackend`], [`memory::MemoryBackend`].
 pub trait Backend: Send + Sync + 'static {
-    fn get(&self, address: &Address, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
-    fn list(&self, address: &Address, options: &ListOptions) -> Result<Vec<(String, Vec<u8>)>, StorageError>;
+    fn get(&self, address: &Address, key: &str) -> BackendFuture<Option<Vec<u8>>>;
+    fn list(&self, address: &Address, options: &ListOptions) -> BackendFuture<Vec<(String, Vec<u8>)>>;
     /// Applies every object's writes, all or nothing.
-    fn commit(&self, batch: &[&ObjectWrites]) -> Result<(), StorageError>;
+    fn commit(&self, batch: Vec<ObjectWrites>) -> BackendFuture<()>;
     /// Every stored alarm, for the scheduler at startup.
-    fn alarms(&self) -> Result<Vec<(Address, i64)>, StorageError>;
-    fn alarm(&self, address: &Address) -> Result<Option<i64>, StorageError>;
+    fn alarms(&self) -> BackendFuture<Vec<(Address, i64)>>;
 }

@@ -1,20 +1,27 @@
 //! The embedded storage backend: SQLite in WAL mode, one table of keys per object.
 //!
-//! One connection writes (the group-commit thread is its only user); reads use a small pool of
-//! other connections, which WAL lets run beside the writer.
+//! One connection writes (the runtime's one writer task is its only user); reads use a small
+//! pool of other connections, which WAL lets run beside the writer. Every call runs on tokio's
+//! blocking pool, since SQLite blocks.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{Backend, Durability, ListOptions, ObjectWrites, StorageError, WriteOp};
+use super::{Backend, BackendFuture, Durability, ListOptions, ObjectWrites, StorageError, WriteOp};
 use crate::address::Address;
 
 /// Most idle read connections kept open.
 const READ_POOL: usize = 4;
 
+/// The SQLite backend; cheap to clone.
+#[derive(Clone)]
 pub struct SqliteBackend {
+    inner: Arc<Sqlite>,
+}
+
+struct Sqlite {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
@@ -46,12 +53,29 @@ impl SqliteBackend {
             ))
             .map_err(backend_err)?;
         Ok(SqliteBackend {
-            path: path.to_owned(),
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
+            inner: Arc::new(Sqlite {
+                path: path.to_owned(),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
         })
     }
 
+    /// Runs `f` on the blocking pool.
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Sqlite) -> Result<T, StorageError> + Send + 'static,
+    ) -> BackendFuture<T> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&inner))
+                .await
+                .map_err(|e| StorageError::Backend(e.to_string()))?
+        })
+    }
+}
+
+impl Sqlite {
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StorageError> {
         let pooled = self.readers.lock().expect("reader pool poisoned").pop();
         let conn = match pooled {
@@ -76,6 +100,26 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
+    fn get(&self, address: &Address, key: &str) -> BackendFuture<Option<Vec<u8>>> {
+        let (address, key) = (address.clone(), key.to_string());
+        self.blocking(move |db| db.get(&address, &key))
+    }
+
+    fn list(&self, address: &Address, options: &ListOptions) -> BackendFuture<Vec<(String, Vec<u8>)>> {
+        let (address, options) = (address.clone(), options.clone());
+        self.blocking(move |db| db.list(&address, &options))
+    }
+
+    fn commit(&self, batch: Vec<ObjectWrites>) -> BackendFuture<()> {
+        self.blocking(move |db| db.commit(&batch))
+    }
+
+    fn alarms(&self) -> BackendFuture<Vec<(Address, i64)>> {
+        self.blocking(|db| db.alarms())
+    }
+}
+
+impl Sqlite {
     fn get(&self, address: &Address, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         self.with_reader(|c| {
             c.prepare_cached("SELECT value FROM kv WHERE class = ?1 AND name = ?2 AND key = ?3")?
@@ -113,7 +157,7 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn commit(&self, batch: &[&ObjectWrites]) -> Result<(), StorageError> {
+    fn commit(&self, batch: &[ObjectWrites]) -> Result<(), StorageError> {
         let mut conn = self.writer.lock().expect("writer poisoned");
         let tx = conn.transaction().map_err(backend_err)?;
         for writes in batch {
@@ -156,14 +200,6 @@ impl Backend for SqliteBackend {
             rows.collect()
         })
     }
-
-    fn alarm(&self, address: &Address) -> Result<Option<i64>, StorageError> {
-        self.with_reader(|c| {
-            c.prepare_cached("SELECT at FROM alarms WHERE class = ?1 AND name = ?2")?
-                .query_row(params![&*address.class, &*address.name], |r| r.get(0))
-                .optional()
-        })
-    }
 }
 
 #[cfg(test)]
@@ -178,8 +214,8 @@ mod tests {
     }
 
     /// Range, prefix, limit and reverse select the same keys as the in-memory twin.
-    #[test]
-    fn list_matches_memory_backend() {
+    #[tokio::test]
+    async fn list_matches_memory_backend() {
         let dir = std::env::temp_dir().join(format!("sb-sqlite-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("list.db");
@@ -193,7 +229,7 @@ mod tests {
         let w = writes("x", ops);
         let other = writes("y", vec![WriteOp::Put("ab".into(), vec![1])]);
         for b in [&sqlite as &dyn Backend, &memory] {
-            b.commit(&[&w, &other]).unwrap();
+            b.commit(vec![w.clone(), other.clone()]).await.unwrap();
         }
         let cases = [
             ListOptions::default(),
@@ -213,11 +249,11 @@ mod tests {
         let addr = Address::new("t", "x");
         for case in cases {
             assert_eq!(
-                sqlite.list(&addr, &case).unwrap(),
-                memory.list(&addr, &case).unwrap(),
+                sqlite.list(&addr, &case).await.unwrap(),
+                memory.list(&addr, &case).await.unwrap(),
                 "{case:?}"
             );
         }
-        assert_eq!(sqlite.list(&addr, &ListOptions::prefix("a")).unwrap().len(), 3);
+        assert_eq!(sqlite.list(&addr, &ListOptions::prefix("a")).await.unwrap().len(), 3);
     }
 }

@@ -91,11 +91,12 @@ impl Storage {
         if self.all_deleted {
             return Ok(None);
         }
-        let (store, address, k) = (self.store.clone(), self.address.clone(), key.to_string());
-        let value = tokio::task::spawn_blocking(move || store.backend.get(&address, &k))
-            .await
-            .map_err(|e| StorageError::Backend(e.to_string()))??
-            .map(Arc::from);
+        // A new instance (after hibernation or a failed event) may read while an earlier one's
+        // writes are still committing: let the backend catch up first.
+        if self.store.committed() < self.last_ticket {
+            self.store.wait_committed(self.last_ticket).await;
+        }
+        let value = self.store.backend.get(&self.address, key).await?.map(Arc::from);
         self.writes.view.insert(key.to_string(), value.clone());
         Ok(value)
     }
@@ -130,10 +131,7 @@ impl Storage {
         } else {
             options.clone()
         };
-        let (store, address) = (self.store.clone(), self.address.clone());
-        let rows = tokio::task::spawn_blocking(move || store.backend.list(&address, &query))
-            .await
-            .map_err(|e| StorageError::Backend(e.to_string()))??;
+        let rows = self.store.backend.list(&self.address, &query).await?;
         let rows = if pending {
             // Overlay this event's own writes, not yet submitted.
             let mut merged: BTreeMap<String, Vec<u8>> = rows.into_iter().collect();

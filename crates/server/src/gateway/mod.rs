@@ -5,8 +5,9 @@
 //! the server waits (bounded by `shutdown_timeout`) for the trackers of both to drain, and
 //! flushes storage.
 
-pub mod echo;
-pub mod object_socket;
+mod adopt;
+mod echo;
+mod object_socket;
 pub mod socket;
 pub mod upgrade;
 
@@ -20,61 +21,53 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
-use switchboard_runtime::{Runtime, SocketConn};
+use switchboard_apps::{Adopted, Connector, Host, HostApi, SocketOptions, TokenError};
+use switchboard_runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secret};
+use crate::token::TokenVerifier;
 use switchboard_apps::http::ApiError;
 
-/// What every request handler can reach.
+/// What every request handler of the gateway can reach; apps see it only as a [`Host`].
 #[derive(Clone)]
 pub struct Gateway {
-    pub config: Arc<Config>,
-    pub auth_secret: Secret,
-    pub runtime: Runtime,
-    pub shutdown: CancellationToken,
-    /// Every socket's task, so shutdown can wait for them.
-    pub sockets: TaskTracker,
-    pub metrics: PrometheusHandle,
+    pub(crate) config: Arc<Config>,
+    pub(crate) auth_secret: Secret,
+    pub(crate) tokens: Arc<TokenVerifier>,
+    pub(crate) runtime: Runtime,
+    pub(crate) shutdown: CancellationToken,
+    /// Every socket's task (and every adopted connection), so shutdown can wait for them.
+    pub(crate) sockets: TaskTracker,
+    pub(crate) metrics: PrometheusHandle,
 }
 
 impl Gateway {
-    /// Upgrades `req` and runs `on_socket` with the new connection, as a task the shutdown
-    /// waits for; `on_socket` ends by handing the connection to a handler with
+    /// Upgrades `req` with `options` and runs `on_socket` with the new connection, as a task the
+    /// shutdown waits for; `on_socket` ends by handing the connection to a handler with
     /// [`Connection::run`](socket::Connection::run). The one place sockets are born.
-    pub fn upgrade<F, Fut>(&self, req: Request, on_socket: F) -> Response
+    pub(crate) fn upgrade<F, Fut>(&self, req: Request, options: SocketOptions, on_socket: F) -> Response
     where
         F: FnOnce(socket::Connection) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let config = upgrade::socket_config(self.config.max_frame_bytes);
-        let (limits, close_timeout) = (self.config.outbound_queue, self.config.close_timeout);
-        let (shutdown, tracker) = (self.shutdown.clone(), self.sockets.clone());
-        upgrade::upgrade(req, config, move |ws| {
-            let conn = Arc::new(SocketConn::new(limits));
-            let connection = socket::Connection::new(ws, conn, shutdown, close_timeout, tracker.clone());
-            tracker.track_future(on_socket(connection))
-        })
-    }
-
-    /// Upgrades `req` and drives the socket with the handler `make_handler` returns.
-    pub fn upgrade_with<H, F>(&self, req: Request, make_handler: F) -> Response
-    where
-        H: socket::SocketHandler,
-        F: FnOnce(Arc<SocketConn>) -> H + Send + 'static,
-    {
-        self.upgrade(req, move |connection| async move {
-            let handler = make_handler(connection.conn.clone());
-            connection.run(handler);
+        let max_message = options.max_message_bytes.unwrap_or(self.config.max_frame_bytes);
+        let max_frame = options.max_frame_bytes.unwrap_or(self.config.max_frame_bytes);
+        let config = upgrade::socket_config(max_frame, max_message);
+        let protocol = upgrade::chosen_protocol(req.headers(), options.subprotocol.as_deref());
+        let gateway = self.clone();
+        upgrade::upgrade(req, config, protocol, move |ws| {
+            let conn = gateway.runtime.new_socket(gateway.config.outbound_queue);
+            let connection = socket::Connection::new(ws, conn, &gateway, options);
+            gateway.sockets.track_future(on_socket(connection))
         })
     }
 }
 
-impl switchboard_apps::Host for Gateway {
+impl HostApi for Gateway {
     fn runtime(&self) -> &Runtime {
         &self.runtime
     }
@@ -83,35 +76,44 @@ impl switchboard_apps::Host for Gateway {
         self.auth_secret.expose()
     }
 
-    fn connect<O: switchboard_runtime::Object>(
-        &self,
-        req: Request,
-        stub: switchboard_runtime::Stub<O>,
-        info: switchboard_runtime::ConnectInfo,
-    ) -> Response {
-        self.connect_object(req, stub, info)
+    fn verify_token(&self, token: &str) -> Result<serde_json::Value, TokenError> {
+        self.tokens.verify(token)
+    }
+
+    fn connect(&self, req: Request, options: SocketOptions, connector: Connector) -> Response {
+        self.connect_object(req, options, connector)
+    }
+
+    fn adopt(&self, protocol: &'static str) -> Adopted {
+        adopt::adopt(self, protocol)
+    }
+
+    fn shutdown(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 }
 
-/// The HTTP routes of the gateway, with `extra` (the apps' routes) merged in.
-pub fn router(gateway: Gateway, extra: Router<Gateway>) -> Router {
-    let mut router = extra
+/// The HTTP routes of the gateway, with `apps` (the apps' routes, given `host`) merged in.
+pub fn router(gateway: Gateway, apps: Router<Host>, host: Host) -> Router {
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
     if gateway.config.echo_enabled {
         router = router.route("/ws/echo", get(echo_socket));
     }
-    let cors = switchboard_apps::http::cors(&gateway.config.apps.cors_origins);
+    let cors = switchboard_apps::http::cors(&gateway.config.cors_origins);
     let router = router
+        .with_state(gateway.clone())
+        .merge(apps.with_state(host))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(gateway.config.max_body_bytes))
         .layer(axum::middleware::from_fn(count_requests));
     // Outermost, so a preflight is answered before routing can refuse its method.
     match cors {
-        Some(cors) => router.layer(cors).with_state(gateway),
-        None => router.with_state(gateway),
+        Some(cors) => router.layer(cors),
+        None => router,
     }
 }
 
@@ -134,7 +136,9 @@ async fn metrics(State(gw): State<Gateway>) -> impl IntoResponse {
 }
 
 async fn echo_socket(State(gw): State<Gateway>, req: Request) -> Response {
-    gw.upgrade_with(req, |_| echo::Echo)
+    gw.upgrade(req, SocketOptions::default(), |connection| async move {
+        connection.run(echo::Echo)
+    })
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -168,7 +172,7 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
     let shutdown = gateway.shutdown.clone();
     let header_timeout = gateway.config.handshake_timeout;
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -181,7 +185,12 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
+        // Apps see the peer's address (for ConnectInfo and per-address limits).
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(switchboard_apps::PeerAddr(peer));
+            tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
+        });
         let shutdown = shutdown.clone();
         http.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()

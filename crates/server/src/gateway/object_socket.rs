@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::response::Response;
-use switchboard_runtime::{CallError, ConnectInfo, Frame, Object, ObjectSocket, SocketConn, Stub};
+use switchboard_apps::{Connector, SocketOptions};
+use switchboard_runtime::{CallError, Frame, ObjectSocket, SocketConn};
 
 use super::Gateway;
 use super::socket::{SocketHandler, close};
@@ -23,22 +24,27 @@ impl SocketHandler for ObjectHandler {
 }
 
 impl Gateway {
-    /// Upgrades `req` and offers the socket to the object behind `stub`. A socket the object
-    /// does not accept is closed with 1008; one the runtime cannot deliver is closed with 1011
-    /// (1012 while shutting down).
-    pub fn connect_object<O: Object>(&self, req: Request, stub: Stub<O>, info: ConnectInfo) -> Response {
-        self.upgrade(req, move |connection| async move {
+    /// Upgrades `req` and offers the socket to the object `connector` names. A socket the
+    /// object does not accept is closed with 1008; one whose class is not registered, or whose
+    /// object failed, with 1011 and the reason; 1012 while shutting down.
+    pub(crate) fn connect_object(&self, req: Request, options: SocketOptions, connector: Connector) -> Response {
+        self.upgrade(req, options, move |connection| async move {
             let conn = connection.conn.clone();
-            match stub.connect(conn.clone(), info).await {
+            match connector(conn.clone()).await {
                 Ok(Some(socket)) => connection.run(ObjectHandler(socket)),
                 Ok(None) => {
                     conn.close(close::POLICY, "rejected");
                     connection.run(Rejected);
                 }
                 Err(e) => {
-                    let (code, reason) = match e {
-                        CallError::ShuttingDown => (close::RESTARTING, "server restarting"),
-                        _ => (close::INTERNAL, "object unavailable"),
+                    let reason = match &e {
+                        CallError::ShuttingDown => "server restarting".to_string(),
+                        CallError::UnknownClass(class) => format!("no object class {class:?} is served here"),
+                        _ => "object unavailable".to_string(),
+                    };
+                    let code = match e {
+                        CallError::ShuttingDown => close::RESTARTING,
+                        _ => close::INTERNAL,
                     };
                     tracing::warn!(error = %e, "socket could not be connected to its object");
                     conn.close(code, reason);

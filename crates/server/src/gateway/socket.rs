@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use switchboard_runtime::{Frame, SocketConn};
+use switchboard_apps::{RateLimit, SocketOptions};
+use switchboard_runtime::{Frame, Runtime, SocketConn};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -26,7 +28,9 @@ const WRITER_GRACE: Duration = Duration::from_secs(1);
 /// Close codes of the wire contract.
 pub mod close {
     pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
     /// A close frame that carried no code.
     pub const NO_STATUS: u16 = 1005;
     /// No close frame at all: the connection just ended.
@@ -35,6 +39,7 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
     pub const RESTARTING: u16 = 1012;
+    pub const LIFETIME_OVER: u16 = 4002;
 }
 
 /// What a socket does with the frames it receives.
@@ -51,25 +56,28 @@ pub struct Connection {
     ws: ServerSocket,
     /// The runtime's handle on this socket.
     pub conn: Arc<SocketConn>,
+    runtime: Runtime,
     shutdown: CancellationToken,
     close_timeout: Duration,
     tracker: TaskTracker,
+    options: SocketOptions,
 }
 
 impl Connection {
-    pub fn new(
+    pub(crate) fn new(
         ws: ServerSocket,
         conn: Arc<SocketConn>,
-        shutdown: CancellationToken,
-        close_timeout: Duration,
-        tracker: TaskTracker,
+        gateway: &super::Gateway,
+        options: SocketOptions,
     ) -> Self {
         Connection {
             ws,
             conn,
-            shutdown,
-            close_timeout,
-            tracker,
+            runtime: gateway.runtime.clone(),
+            shutdown: gateway.shutdown.clone(),
+            close_timeout: gateway.config.close_timeout,
+            tracker: gateway.sockets.clone(),
+            options,
         }
     }
 
@@ -79,14 +87,105 @@ impl Connection {
     pub fn run<H: SocketHandler>(self, handler: H) {
         let (sink, stream) = self.ws.split();
         let writer = tokio::spawn(write_loop(sink, self.conn.clone()));
-        let reader = read_loop(stream, writer, self.conn, handler, self.shutdown, self.close_timeout);
+        let limits = Limits::new(&self.options);
+        let reader = read_loop(
+            stream,
+            writer,
+            self.conn,
+            handler,
+            self.shutdown,
+            self.close_timeout,
+            limits,
+            self.runtime,
+        );
         self.tracker.spawn(reader);
+    }
+}
+
+/// A route's limits on one socket, as deadlines and a token bucket.
+struct Limits {
+    idle: Option<(Duration, Instant)>,
+    /// The lifetime's warning (sent once) and end.
+    warning: Option<(Instant, Frame)>,
+    end: Option<Instant>,
+    rate: Option<Bucket>,
+}
+
+/// A token bucket: `tokens` refill at the limit's rate up to its burst.
+struct Bucket {
+    limit: RateLimit,
+    tokens: f64,
+    at: Instant,
+    excess: u32,
+}
+
+/// What to do with a frame under the rate limit.
+enum Admit {
+    Pass,
+    Refuse(Option<Frame>),
+    Close,
+}
+
+impl Limits {
+    fn new(options: &SocketOptions) -> Self {
+        let now = Instant::now();
+        Limits {
+            idle: options.idle_timeout.map(|d| (d, now + d)),
+            warning: options.lifetime.as_ref().and_then(|l| {
+                l.warning
+                    .clone()
+                    .map(|(before, frame)| (now + l.after.saturating_sub(before), frame))
+            }),
+            end: options.lifetime.as_ref().map(|l| now + l.after),
+            rate: options.rate_limit.clone().map(|limit| Bucket {
+                tokens: f64::from(limit.burst.max(1)),
+                limit,
+                at: now,
+                excess: 0,
+            }),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.idle.map(|(_, at)| at),
+            self.warning.as_ref().map(|(at, _)| *at),
+            self.end,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn frame_in(&mut self) -> Admit {
+        let now = Instant::now();
+        if let Some((d, at)) = self.idle.as_mut() {
+            *at = now + *d;
+        }
+        let Some(bucket) = self.rate.as_mut() else {
+            return Admit::Pass;
+        };
+        let burst = f64::from(bucket.limit.burst.max(1));
+        bucket.tokens = (bucket.tokens + (now - bucket.at).as_secs_f64() * bucket.limit.per_second).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            bucket.excess = 0;
+            return Admit::Pass;
+        }
+        bucket.excess += 1;
+        if bucket.excess >= bucket.limit.close_after.max(1) {
+            Admit::Close
+        } else {
+            Admit::Refuse(bucket.limit.reply.clone())
+        }
     }
 }
 
 /// Reads `ws` until it closes. On `shutdown` the socket is closed with 1012. Once a close is
 /// asked for, by either side of the server, the connection is dropped if the close handshake
 /// has not finished within `close_timeout` — a peer that stopped reading cannot hold it open.
+#[allow(clippy::too_many_arguments)]
 async fn read_loop<H: SocketHandler>(
     mut stream: SplitStream<ServerSocket>,
     mut writer: JoinHandle<()>,
@@ -94,6 +193,8 @@ async fn read_loop<H: SocketHandler>(
     mut handler: H,
     shutdown: CancellationToken,
     close_timeout: Duration,
+    mut limits: Limits,
+    runtime: Runtime,
 ) {
     let open = metrics::gauge!("switchboard_connections_open");
     open.increment(1.0);
@@ -113,34 +214,62 @@ async fn read_loop<H: SocketHandler>(
                 None => std::future::pending().await,
             }
         };
+        let limit = limits.next_deadline().filter(|_| close_deadline.is_none());
+        let limit_due = async {
+            match limit {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            msg = stream.next() => match msg {
-                // The handler's futures are boxed so that this long-lived task does not carry
-                // room for them between frames (a task is as big as its largest state).
-                Some(Ok(Message::Text(text))) => {
-                    frames_in.increment(1);
-                    Box::pin(handler.on_frame(&conn, Frame::Text(text))).await;
-                }
-                Some(Ok(Message::Binary(data))) => {
-                    frames_in.increment(1);
-                    Box::pin(handler.on_frame(&conn, Frame::Binary(data))).await;
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    // tungstenite answers the close itself; keep reading until the stream ends.
-                    peer_close = Some(frame.map_or((close::NO_STATUS, String::new()), |f| (u16::from(f.code), f.reason.to_string())));
-                }
-                Some(Ok(_)) => {} // Ping (answered by tungstenite), Pong, raw frames.
-                Some(Err(e)) => {
-                    use tokio_tungstenite::tungstenite::Error;
-                    match &e {
-                        Error::Capacity(_) => conn.close(close::TOO_BIG, "message too big"),
-                        Error::Protocol(_) | Error::Utf8(_) => conn.close(close::PROTOCOL_ERROR, "protocol error"),
-                        _ => {}
+            msg = stream.next() => {
+                let frame = match msg {
+                    Some(Ok(Message::Text(text))) => Frame::Text(text),
+                    Some(Ok(Message::Binary(data))) => Frame::Binary(data),
+                    Some(Ok(Message::Close(frame))) => {
+                        // tungstenite answers the close itself; keep reading until the stream ends.
+                        peer_close = Some(frame.map_or((close::NO_STATUS, String::new()), |f| (u16::from(f.code), f.reason.to_string())));
+                        continue;
                     }
-                    tracing::debug!(socket = conn.id(), error = %e, "socket read ended");
-                    break;
+                    Some(Ok(_)) => continue, // Ping (answered by tungstenite), Pong, raw frames.
+                    Some(Err(e)) => {
+                        use tokio_tungstenite::tungstenite::Error;
+                        match &e {
+                            Error::Capacity(_) => conn.close(close::TOO_BIG, "message too big"),
+                            Error::Utf8(_) => conn.close(close::INVALID_DATA, "invalid UTF-8"),
+                            Error::Protocol(_) => conn.close(close::PROTOCOL_ERROR, "protocol error"),
+                            _ => {}
+                        }
+                        tracing::debug!(socket = %conn.id(), error = %e, "socket read ended");
+                        break;
+                    }
+                    None => break,
+                };
+                frames_in.increment(1);
+                match limits.frame_in() {
+                    // The handler's futures are boxed so that this long-lived task does not
+                    // carry room for them between frames (a task is as big as its largest state).
+                    Admit::Pass => Box::pin(handler.on_frame(&conn, frame)).await,
+                    Admit::Refuse(reply) => {
+                        if let Some(reply) = reply {
+                            let _ = conn.send(reply);
+                        }
+                    }
+                    Admit::Close => conn.close(close::POLICY, "rate limit exceeded"),
                 }
-                None => break,
+            },
+            _ = limit_due => {
+                let now = Instant::now();
+                if limits.end.is_some_and(|at| at <= now) {
+                    conn.close(close::LIFETIME_OVER, "connection lifetime over");
+                    limits.end = None;
+                } else if limits.idle.is_some_and(|(_, at)| at <= now) {
+                    conn.close(close::GOING_AWAY, "idle timeout");
+                    limits.idle = None;
+                } else if limits.warning.as_ref().is_some_and(|(at, _)| *at <= now) {
+                    let (_, frame) = limits.warning.take().expect("checked");
+                    let _ = conn.send(frame);
+                }
             },
             _ = &mut server_stopping, if !restart_sent => {
                 // The first close asked for wins: a socket already closing keeps its reason.
@@ -156,7 +285,7 @@ async fn read_loop<H: SocketHandler>(
                 close_deadline.get_or_insert(tokio::time::Instant::now() + close_timeout);
             }
             _ = deadline => {
-                tracing::debug!(socket = conn.id(), "close handshake timed out; dropping the connection");
+                tracing::debug!(socket = %conn.id(), "close handshake timed out; dropping the connection");
                 break;
             }
         }
@@ -172,6 +301,7 @@ async fn read_loop<H: SocketHandler>(
     }
     let (code, reason) = peer_close.unwrap_or((close::ABNORMAL, String::new()));
     Box::pin(handler.on_close(&conn, code, reason)).await;
+    runtime.socket_ended(conn.id());
     open.decrement(1.0);
 }
 

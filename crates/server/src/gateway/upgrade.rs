@@ -27,11 +27,12 @@ const READ_BUFFER: usize = 512;
 /// writer flushes at the end of each batch) instead of one write per frame.
 const WRITE_COALESCE: usize = 16 * 1024;
 
-/// WebSocket settings for sockets served with at most `max_message` bytes per message.
-pub fn socket_config(max_message: usize) -> WebSocketConfig {
+/// WebSocket settings for sockets served with at most `max_frame` bytes per frame and
+/// `max_message` per message.
+pub fn socket_config(max_frame: usize, max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
+        .max_frame_size(Some(max_frame.min(max_message)))
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_COALESCE)
 }
@@ -70,9 +71,27 @@ fn client_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, ApiEr
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key header"))
 }
 
-/// Answers `req` with 101 Switching Protocols and runs `on_socket` on the upgraded connection,
-/// or answers with a JSON error if `req` is not a valid upgrade.
-pub fn upgrade<F, Fut>(mut req: Request, config: WebSocketConfig, on_socket: F) -> Response
+/// The subprotocol to answer with: `wanted` if the client offered it.
+pub fn chosen_protocol(headers: &HeaderMap, wanted: Option<&str>) -> Option<HeaderValue> {
+    let wanted = wanted?;
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == wanted)
+        .then(|| HeaderValue::from_str(wanted).ok())
+        .flatten()
+}
+
+/// Answers `req` with 101 Switching Protocols (echoing `protocol`, if any) and runs `on_socket`
+/// on the upgraded connection, or answers with a JSON error if `req` is not a valid upgrade.
+pub fn upgrade<F, Fut>(
+    mut req: Request,
+    config: WebSocketConfig,
+    protocol: Option<HeaderValue>,
+    on_socket: F,
+) -> Response
 where
     F: FnOnce(ServerSocket) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -91,11 +110,13 @@ where
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
     });
-    Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
-        .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
-        .body(Body::empty())
-        .expect("static response parts are valid")
+        .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()));
+    if let Some(protocol) = protocol {
+        response = response.header(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    response.body(Body::empty()).expect("static response parts are valid")
 }

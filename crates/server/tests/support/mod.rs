@@ -12,8 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use switchboard_apps::AttachedApp;
 use switchboard_server::config::{Config, Secret};
-use switchboard_server::{Extension, Server};
+use switchboard_server::{Server, Serving};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -48,24 +49,31 @@ pub fn test_config(data_dir: &Path) -> Config {
 
 impl TestServer {
     pub async fn start() -> Self {
-        Self::start_with(|_| {}, Extension::none()).await
+        Self::start_with(|_| {}, vec![]).await
     }
 
-    /// Starts a server with a config adjusted by `configure`, serving `extension`.
-    pub async fn start_with(configure: impl FnOnce(&mut Config), extension: Extension) -> Self {
+    /// Starts a server with a config adjusted by `configure`, serving the built-in apps and
+    /// `extra`.
+    pub async fn start_with(configure: impl FnOnce(&mut Config), extra: Vec<Box<dyn AttachedApp>>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut server = Self::start_in(dir.path(), configure, extension).await;
+        let mut server = Self::start_in(dir.path(), configure, extra).await;
         server._dir = Some(dir);
         server
     }
 
     /// Starts a server on an existing data folder (to test restarts).
-    pub async fn start_in(data_dir: &Path, configure: impl FnOnce(&mut Config), extension: Extension) -> Self {
+    pub async fn start_in(
+        data_dir: &Path,
+        configure: impl FnOnce(&mut Config),
+        extra: Vec<Box<dyn AttachedApp>>,
+    ) -> Self {
         let mut config = test_config(data_dir);
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let shutdown = CancellationToken::new();
-        let server = switchboard_server::start_with(config, listener, shutdown.clone(), extension)
+        let mut serving = Serving::default();
+        serving.apps.extend(extra);
+        let server = switchboard_server::start_with(config, listener, shutdown.clone(), serving)
             .await
             .unwrap();
         TestServer {

@@ -1,5 +1,5 @@
-//! `Tally`, a test object class served the way a user's own class would be: through an
-//! [`Extension`] with its own routes.
+//! `Tally`, a test object class served the way a user's own class would be: an [`App`] with its
+//! own routes.
 
 use std::collections::BTreeMap;
 
@@ -8,18 +8,19 @@ use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use switchboard_apps::{App, AttachedApp, Host, attach};
 use switchboard_runtime::{
-    AlarmResult, AutoResponse, ConnectInfo, Context, Frame, NewSocket, Object, RuntimeBuilder, SocketRef, StorageError,
+    AutoResponse, ConnectInfo, Context, Frame, HookResult, NewSocket, Object, RuntimeBuilder, SocketRef,
 };
-use switchboard_server::Extension;
-use switchboard_server::gateway::Gateway;
 
 /// A counter with sockets, an alarm and a record of its own starts.
 pub struct Tally {
     value: i64,
 }
 
+#[derive(Serialize, Deserialize)]
 pub enum TallyRequest {
     Add(i64),
     Get,
@@ -36,20 +37,23 @@ impl Object for Tally {
     type Request = TallyRequest;
     type Reply = Value;
 
-    async fn start(ctx: &mut Context) -> Result<Self, StorageError> {
-        let starts: u64 = ctx.storage().get("starts").await?.unwrap_or(0);
-        ctx.storage().put("starts", &(starts + 1))?;
-        ctx.set_auto_response(Some(std::sync::Arc::new(AutoResponse::json(
+    fn auto_response() -> Option<AutoResponse> {
+        Some(AutoResponse::json(
             json!({"type": "ping"}),
             r#"{"type":"pong","timestamp":{{now_ms}}}"#,
-        ))));
+        ))
+    }
+
+    async fn start(ctx: &mut Context) -> HookResult<Self> {
+        let starts: u64 = ctx.storage().get("starts").await?.unwrap_or(0);
+        ctx.storage().put("starts", &(starts + 1))?;
         Ok(Tally {
             value: ctx.storage().get("value").await?.unwrap_or(0),
         })
     }
 
-    async fn on_request(&mut self, ctx: &mut Context, request: TallyRequest) -> Value {
-        match request {
+    async fn on_request(&mut self, ctx: &mut Context, request: TallyRequest) -> HookResult<Value> {
+        Ok(match request {
             TallyRequest::Add(n) => json!({ "value": self.add(ctx, n) }),
             TallyRequest::Get => {
                 let starts: u64 = ctx.storage().get("starts").await.unwrap().unwrap_or(0);
@@ -58,7 +62,7 @@ impl Object for Tally {
                 json!({ "value": self.value, "starts": starts, "alarm_fired": fired, "alarm": ctx.get_alarm(), "sockets": ctx.socket_count(), "last_close": last_close })
             }
             TallyRequest::AlarmIn(ms) => {
-                let at = switchboard_proto::time::now_ms() + ms;
+                let at = ctx.now_ms() + ms;
                 ctx.set_alarm(at);
                 json!({ "alarm": at })
             }
@@ -69,10 +73,10 @@ impl Object for Tally {
                 }
                 json!({ "sent": count })
             }
-        }
+        })
     }
 
-    async fn on_connect(&mut self, ctx: &mut Context, socket: NewSocket) {
+    async fn on_connect(&mut self, ctx: &mut Context, socket: NewSocket) -> HookResult {
         let tags: Vec<String> = socket
             .info
             .params
@@ -81,11 +85,12 @@ impl Object for Tally {
             .unwrap_or_default();
         let user = socket.info.params.get("user").cloned().unwrap_or_default();
         let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-        let socket = ctx.accept(socket, &tag_refs).unwrap();
-        ctx.set_attachment(&socket, &json!({ "user": user })).unwrap();
+        let socket = ctx.accept(socket, &tag_refs)?;
+        ctx.set_attachment(&socket, &json!({ "user": user }))?;
+        Ok(())
     }
 
-    async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, frame: Frame) {
+    async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, frame: Frame) -> HookResult {
         match frame.as_text() {
             Some("add") => {
                 self.add(ctx, 1);
@@ -100,20 +105,22 @@ impl Object for Tally {
             }
             _ => ctx.send(&socket, Frame::text(r#"{"error":"unknown"}"#)),
         }
+        Ok(())
     }
 
-    async fn on_close(&mut self, ctx: &mut Context, socket: SocketRef, code: u16, _reason: String) {
+    async fn on_close(&mut self, ctx: &mut Context, socket: SocketRef, code: u16, _reason: String) -> HookResult {
         let user = ctx
             .attachment::<Value>(&socket)
             .and_then(|a| a["user"].as_str().map(String::from))
             .unwrap_or_default();
         ctx.storage()
-            .put("last_close", &json!({ "user": user, "code": code }))
-            .unwrap();
+            .put("last_close", &json!({ "user": user, "code": code }))?;
+        Ok(())
     }
 
-    async fn on_alarm(&mut self, ctx: &mut Context) -> AlarmResult {
-        ctx.storage().put("alarm_fired", &switchboard_proto::time::now_ms())?;
+    async fn on_alarm(&mut self, ctx: &mut Context) -> HookResult {
+        let now = ctx.now_ms();
+        ctx.storage().put("alarm_fired", &now)?;
         Ok(())
     }
 }
@@ -127,47 +134,68 @@ impl Tally {
     }
 }
 
-async fn call(gw: &Gateway, name: &str, request: TallyRequest) -> Json<Value> {
-    Json(gw.runtime.object::<Tally>(name).call(request).await.unwrap())
+async fn call(host: &Host, name: &str, request: TallyRequest) -> Json<Value> {
+    Json(host.runtime().object::<Tally>(name).call(request).await.unwrap())
 }
 
-/// The `Tally` class and its routes under `/tally/{name}`.
-pub fn extension() -> Extension {
-    let routes = Router::new()
+/// The app serving `Tally`.
+struct TallyApp;
+
+impl App for TallyApp {
+    const NAME: &'static str = "tally";
+    type Config = ();
+
+    fn register(&self, _config: &(), builder: RuntimeBuilder) -> RuntimeBuilder {
+        builder.class::<Tally>()
+    }
+
+    fn routes(&self, _config: &()) -> Router<Host> {
+        routes()
+    }
+}
+
+/// The `Tally` app, to serve beside the built-in ones.
+pub fn extension() -> Vec<Box<dyn AttachedApp>> {
+    vec![attach(TallyApp)]
+}
+
+/// The `Tally` routes under `/tally/{name}`.
+fn routes() -> Router<Host> {
+    Router::new()
         .route(
             "/tally/{name}",
             get(
-                |State(gw): State<Gateway>, Path(name): Path<String>| async move {
-                    call(&gw, &name, TallyRequest::Get).await
+                |State(host): State<Host>, Path(name): Path<String>| async move {
+                    call(&host, &name, TallyRequest::Get).await
                 },
             ),
         )
         .route(
             "/tally/{name}/add",
             post(
-                |State(gw): State<Gateway>, Path(name): Path<String>| async move {
-                    call(&gw, &name, TallyRequest::Add(1)).await
+                |State(host): State<Host>, Path(name): Path<String>| async move {
+                    call(&host, &name, TallyRequest::Add(1)).await
                 },
             ),
         )
         .route(
             "/tally/{name}/alarm",
             post(
-                |State(gw): State<Gateway>,
+                |State(host): State<Host>,
                  Path(name): Path<String>,
                  Query(q): Query<BTreeMap<String, i64>>| async move {
-                    call(&gw, &name, TallyRequest::AlarmIn(q["in_ms"])).await
+                    call(&host, &name, TallyRequest::AlarmIn(q["in_ms"])).await
                 },
             ),
         )
         .route(
             "/tally/{name}/burst",
             post(
-                |State(gw): State<Gateway>,
+                |State(host): State<Host>,
                  Path(name): Path<String>,
                  Query(q): Query<BTreeMap<String, usize>>| async move {
                     call(
-                        &gw,
+                        &host,
                         &name,
                         TallyRequest::Burst {
                             count: q["count"],
@@ -178,19 +206,19 @@ pub fn extension() -> Extension {
                 },
             ),
         )
-        .route("/tally/{name}/ws", get(connect));
-    Extension {
-        classes: Box::new(|b: RuntimeBuilder| b.class::<Tally>()),
-        routes,
-    }
+        .route("/tally/{name}/ws", get(connect))
 }
 
 async fn connect(
-    State(gw): State<Gateway>,
+    State(host): State<Host>,
     Path(name): Path<String>,
     Query(params): Query<BTreeMap<String, String>>,
     req: Request,
 ) -> Response {
-    let stub = gw.runtime.object::<Tally>(&name);
-    gw.connect_object(req, stub, ConnectInfo { params, claims: None })
+    let stub = host.runtime().object::<Tally>(&name);
+    let info = ConnectInfo {
+        params,
+        ..Default::default()
+    };
+    host.connect(req, stub, info, Default::default())
 }

@@ -1,0 +1,110 @@
+//! The Cluster seam: which node owns an object, and how calls, messages, socket commands and
+//! publications reach other nodes.
+//!
+//! Everything that crosses a node is a serde type ([`NodeMessage`]; requests and replies as
+//! JSON), so an implementation only moves bytes. On a single node there is no cluster at all:
+//! the runtime checks for one once per call and takes the local path. Two implementations:
+//! the in-memory [`twin`] (N nodes in one process, for tests) and, in its own module, NATS.
+
+pub mod twin;
+
+use std::pin::Pin;
+use std::sync::Weak;
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::Address;
+use crate::registry::{CallError, Inner, Runtime};
+use crate::socket::{Frame, SocketId};
+use crate::topic::Prepared;
+
+/// What one node asks of another.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum NodeMessage {
+    /// A call to an object this node owns; the reply is the JSON of `O::Reply`.
+    Call {
+        class: String,
+        name: String,
+        request: String,
+    },
+    /// A message to an object this node owns: no reply.
+    Tell {
+        class: String,
+        name: String,
+        request: String,
+    },
+    /// A publication for this node's subscribers; the reply is how many it reached.
+    Publish(Prepared),
+    /// A frame for a socket connected to this node.
+    SocketSend { socket: SocketId, frame: Frame },
+    /// A close for a socket connected to this node.
+    SocketClose {
+        socket: SocketId,
+        code: u16,
+        reason: String,
+    },
+}
+
+/// A reply on its way back from another node.
+pub type Answer = Pin<Box<dyn Future<Output = Result<String, CallError>> + Send>>;
+
+/// How a node takes part in a cluster.
+pub trait Cluster: Send + Sync + 'static {
+    /// This node's name.
+    fn node_id(&self) -> &str;
+    /// This node's tag in socket ids (24 bits, unique in the cluster).
+    fn socket_tag(&self) -> u32;
+    /// Called once the runtime has started: what other nodes send here goes to `node`.
+    fn join(&self, node: LocalNode);
+    /// The node that owns `address`, or `None` if this one does.
+    fn owner(&self, address: &Address) -> Option<String>;
+    /// The node a socket is connected to, or `None` if it is this one or unknown.
+    fn node_of_socket(&self, socket: SocketId) -> Option<String>;
+    /// Sends a message to a node and waits for its answer.
+    fn request(&self, node: &str, message: NodeMessage) -> Answer;
+    /// Sends a message to a node without waiting.
+    fn send(&self, node: &str, message: NodeMessage);
+    /// Sends a publication to every other node with subscribers of one of its topics, once each.
+    fn publish(&self, prepared: &Prepared);
+    /// This node gained its first subscriber of `topic` (`true`), or lost its last (`false`).
+    fn interest(&self, topic: &str, interested: bool);
+}
+
+/// The door through which other nodes reach this node's runtime.
+#[derive(Clone)]
+pub struct LocalNode {
+    rt: Weak<Inner>,
+}
+
+impl LocalNode {
+    pub(crate) fn new(rt: &Runtime) -> Self {
+        LocalNode {
+            rt: std::sync::Arc::downgrade(&rt.inner),
+        }
+    }
+
+    /// Handles what another node sent.
+    pub fn handle(&self, message: NodeMessage) -> Answer {
+        let Some(inner) = self.rt.upgrade() else {
+            return Box::pin(std::future::ready(Err(CallError::ShuttingDown)));
+        };
+        let rt = Runtime { inner };
+        let done = |answer: String| -> Answer { Box::pin(std::future::ready(Ok(answer))) };
+        match message {
+            NodeMessage::Call { class, name, request } => rt.call_json(&class, &name, &request, true),
+            NodeMessage::Tell { class, name, request } => rt.call_json(&class, &name, &request, false),
+            NodeMessage::Publish(prepared) => done(rt.deliver_local(&prepared).to_string()),
+            NodeMessage::SocketSend { socket, frame } => {
+                let sent = rt.inner.sockets.get(socket).is_some_and(|c| c.send(frame).is_ok());
+                done(sent.to_string())
+            }
+            NodeMessage::SocketClose { socket, code, reason } => {
+                let conn = rt.inner.sockets.get(socket);
+                if let Some(conn) = &conn {
+                    conn.close(code, reason);
+                }
+                done(conn.is_some().to_string())
+            }
+        }
+    }
+}
