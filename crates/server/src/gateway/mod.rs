@@ -6,9 +6,11 @@
 //! flushes storage.
 
 pub mod client_io;
+pub mod content_type;
 pub mod echo;
 pub mod limits;
 pub mod object_socket;
+pub mod origin;
 pub mod overload;
 pub mod socket;
 pub mod upgrade;
@@ -169,16 +171,24 @@ async fn count_requests(req: Request, next: Next) -> Response {
 ///
 /// Before a connection reaches hyper it must fit in its address's `max_connections_per_ip`
 /// (else 429 and a close); at the open-file limit the next queued client is answered 503 with a
-/// reserve descriptor (see [`overload`]). Every request then passes the body deadline and drain.
+/// reserve descriptor (see [`overload`]). Every request then passes, outermost first: the
+/// origin policy (read by the upgrade), the body deadline and drain, and the JSON content-type
+/// rule.
 pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
     let http = TaskTracker::new();
     let shutdown = gateway.shutdown.clone();
     let config = gateway.config.clone();
     let header_timeout = config.handshake_timeout;
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        config.body_timeout,
-        limits::bound_body,
-    ));
+    let router = router
+        .layer(axum::middleware::from_fn(content_type::require_json))
+        .layer(axum::middleware::from_fn_with_state(
+            config.body_timeout,
+            limits::bound_body,
+        ))
+        .layer(axum::Extension(origin::OriginPolicy::new(
+            &config.apps.cors_origins,
+            config.allow_file_origin,
+        )));
     let per_ip = limits::PerIp::new(config.max_connections_per_ip);
     let mut reserve = overload::Reserve::open();
     let mut accept_errors = overload::AcceptErrors::new();
