@@ -5,6 +5,7 @@
 //! the server waits (bounded by `shutdown_timeout`) for the trackers of both to drain, and
 //! flushes storage.
 
+pub mod answers;
 pub mod client_io;
 pub mod content_type;
 pub mod echo;
@@ -171,9 +172,9 @@ async fn count_requests(req: Request, next: Next) -> Response {
 ///
 /// Before a connection reaches hyper it must fit in its address's `max_connections_per_ip`
 /// (else 429 and a close); at the open-file limit the next queued client is answered 503 with a
-/// reserve descriptor (see [`overload`]). Every request then passes, outermost first: the
-/// origin policy (read by the upgrade), the body deadline and drain, and the JSON content-type
-/// rule.
+/// reserve descriptor (see [`overload`]). Every request then passes, outermost first: the API
+/// answer shape, the origin policy (read by the upgrade), the body deadline and drain, and the
+/// JSON content-type rule.
 pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
     let http = TaskTracker::new();
     let shutdown = gateway.shutdown.clone();
@@ -188,7 +189,8 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
         .layer(axum::Extension(origin::OriginPolicy::new(
             &config.apps.cors_origins,
             config.allow_file_origin,
-        )));
+        )))
+        .layer(axum::middleware::from_fn(answers::api_answers));
     let per_ip = limits::PerIp::new(config.max_connections_per_ip);
     let mut reserve = overload::Reserve::open();
     let mut accept_errors = overload::AcceptErrors::new();
