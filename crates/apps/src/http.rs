@@ -101,13 +101,15 @@ pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Re
     })
 }
 
-/// Checks `Authorization: Bearer <secret>`, in constant time.
+/// Checks `Authorization: Bearer <secret>` (the scheme in any case, RFC 9110 §11.1), in
+/// constant time.
 pub fn require_bearer(headers: &HeaderMap, secret: &str) -> Result<(), ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match token {
         Some(token) if constant_time_eq(token.as_bytes(), secret.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "the Bearer token is not valid")),
@@ -118,12 +120,23 @@ pub fn require_bearer(headers: &HeaderMap, secret: &str) -> Result<(), ApiError>
     }
 }
 
-/// Equality whose time depends only on the lengths, not on where the bytes differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// Equality of a client's `given` bytes with a `secret`, whose time depends only on the length
+/// of `given` (which the client knows anyway): not on where the bytes differ, nor on the
+/// secret's length.
+///
+/// Every byte of `given` is compared (with `subtle`, which keeps the compiler from cutting the
+/// loop short) against the secret repeated to the same length, and the lengths are compared
+/// the same way; a shorter or longer guess costs the same work as a right-length one.
+pub fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    if secret.is_empty() {
+        return given.is_empty();
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let mut same = (given.len() as u64).ct_eq(&(secret.len() as u64));
+    for (i, byte) in given.iter().enumerate() {
+        same &= byte.ct_eq(&secret[i % secret.len()]);
+    }
+    same.into()
 }
 
 /// CORS for browser clients from `origins` (`*` allows any); `None` when the list is empty.
@@ -159,6 +172,26 @@ mod tests {
         assert!(require_bearer(&h, "s3cret").is_err());
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer s3cret"));
         assert!(require_bearer(&h, "s3cret").is_ok());
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer s3cret"));
+        assert!(require_bearer(&h, "s3cret").is_ok(), "the scheme is case-insensitive");
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("BEARER  s3cret"));
+        assert!(require_bearer(&h, "s3cret").is_ok());
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic s3cret"));
+        assert!(require_bearer(&h, "s3cret").is_err());
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearers3cret"));
+        assert!(require_bearer(&h, "s3cret").is_err());
+    }
+
+    /// Equal only when both length and bytes are: a repeat or a prefix of the secret is not it.
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cre", b"s3cret"));
+        assert!(!constant_time_eq(b"s3crets3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cres", b"s3cret"));
+        assert!(!constant_time_eq(b"", b"s3cret"));
+        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"x", b""));
     }
 
     #[test]

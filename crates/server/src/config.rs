@@ -46,6 +46,16 @@ pub struct Config {
     /// Time a client has to send its request headers (and so complete a WebSocket handshake).
     /// Default: 10 s.
     pub handshake_timeout: Duration,
+    /// Time a client has to send a request's whole body, from the end of its headers; a body
+    /// still unfinished then is answered 408 and the connection closed. Default: 30 s.
+    pub body_timeout: Duration,
+    /// Connections (HTTP and WebSocket) one client address may hold open at once; one more is
+    /// answered 429 and closed. Default: 1000.
+    pub max_connections_per_ip: usize,
+    /// Let WebSocket upgrades with `Origin: file://` through the origin policy. Browsers never
+    /// send it (a local page's origin is `null`); the ESP32 arduinoWebSockets library does.
+    /// Default: true.
+    pub allow_file_origin: bool,
     /// Time shutdown waits for sockets and requests to finish before it stops waiting.
     /// Default: 5 s.
     pub shutdown_timeout: Duration,
@@ -130,6 +140,13 @@ const KEYS: &[(&str, Kind, &str)] = &[
     ("max_frame_bytes", Kind::Int, "largest WebSocket message"),
     ("max_body_bytes", Kind::Int, "largest HTTP request body"),
     ("handshake_timeout_ms", Kind::Int, "request header deadline"),
+    ("body_timeout_ms", Kind::Int, "request body deadline"),
+    (
+        "max_connections_per_ip",
+        Kind::Int,
+        "open connections per client address",
+    ),
+    ("allow_file_origin", Kind::Bool, "accept upgrades from Origin: file://"),
     ("shutdown_timeout_ms", Kind::Int, "graceful shutdown bound"),
     ("close_timeout_ms", Kind::Int, "close handshake bound"),
     ("outbound_queue_frames", Kind::Int, "per-socket queue, frames"),
@@ -236,6 +253,9 @@ impl Config {
             max_frame_bytes: r.int("max_frame_bytes", 1 << 20, 125, 64 << 20)? as usize,
             max_body_bytes: r.int("max_body_bytes", 1 << 20, 1024, 64 << 20)? as usize,
             handshake_timeout: r.millis("handshake_timeout_ms", 10_000)?,
+            body_timeout: r.millis("body_timeout_ms", 30_000)?,
+            max_connections_per_ip: r.int("max_connections_per_ip", 1000, 1, 1_000_000)? as usize,
+            allow_file_origin: r.boolean("allow_file_origin", true)?,
             shutdown_timeout: r.millis("shutdown_timeout_ms", 5_000)?,
             close_timeout: r.millis("close_timeout_ms", 5_000)?,
             outbound_queue: QueueLimits {
@@ -275,6 +295,7 @@ impl Config {
             "listen = \"{}\"\ndata_dir = {:?}\n{}\n{}\n\
              {}\ncors_origins = {:?}\nlog_format = \"{}\"\necho_enabled = {}\n\
              max_frame_bytes = {}\nmax_body_bytes = {}\nhandshake_timeout_ms = {}\n\
+             body_timeout_ms = {}\nmax_connections_per_ip = {}\nallow_file_origin = {}\n\
              shutdown_timeout_ms = {}\nclose_timeout_ms = {}\noutbound_queue_frames = {}\noutbound_queue_bytes = {}\n\
              durability = \"{}\"\nhibernate_after_ms = {}\n{}",
             self.listen,
@@ -288,6 +309,9 @@ impl Config {
             self.max_frame_bytes,
             self.max_body_bytes,
             self.handshake_timeout.as_millis(),
+            self.body_timeout.as_millis(),
+            self.max_connections_per_ip,
+            self.allow_file_origin,
             self.shutdown_timeout.as_millis(),
             self.close_timeout.as_millis(),
             self.outbound_queue.max_frames,
@@ -520,6 +544,9 @@ mod tests {
         assert_eq!(c.max_frame_bytes, 1 << 20);
         assert_eq!(c.durability, Durability::Full);
         assert!(c.echo_enabled);
+        assert_eq!(c.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_connections_per_ip, 1000);
+        assert!(c.allow_file_origin);
     }
 
     /// File < environment < flags.

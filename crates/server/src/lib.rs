@@ -14,6 +14,7 @@ pub mod telemetry;
 pub mod token;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -96,6 +97,8 @@ pub async fn start_with(
         }
     }
     let db = config.data_dir.join(DATABASE_FILE);
+    make_private(&config.data_dir, &db)
+        .with_context(|| format!("cannot make the data folder {} private", config.data_dir.display()))?;
     let backend = SqliteBackend::open(&db, config.durability)
         .with_context(|| format!("cannot open storage at {}", db.display()))?;
     let tokens = match (&config.jwt_secret, &config.jwt_public_key) {
@@ -149,4 +152,27 @@ pub async fn start_with(
         auth_secret,
         serving,
     })
+}
+
+/// Makes the data folder 0700 and the database files 0600: they hold every object's state and
+/// the auth secret. Also tightens what an older version or a loose umask left open to others.
+fn make_private(data_dir: &Path, db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    // SQLite gives its -wal and -shm files the mode of the database file, so that file is made
+    // 0600 before SQLite first opens it.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }

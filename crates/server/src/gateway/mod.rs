@@ -6,8 +6,14 @@
 //! flushes storage.
 
 mod adopt;
+pub mod answers;
+pub mod client_io;
+pub mod content_type;
 mod echo;
+pub mod limits;
 mod object_socket;
+pub mod origin;
+pub mod overload;
 pub mod socket;
 pub mod upgrade;
 
@@ -167,22 +173,74 @@ async fn count_requests(req: Request, next: Next) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains connections.
+///
+/// Before a connection reaches hyper it must fit in its address's `max_connections_per_ip`
+/// (else 429 and a close); at the open-file limit the next queued client is answered 503 with a
+/// reserve descriptor (see [`overload`]). Every request then passes, outermost first: the API
+/// answer shape, the origin policy (read by the upgrade), the body deadline and drain, and the
+/// JSON content-type rule.
 pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
     let http = TaskTracker::new();
     let shutdown = gateway.shutdown.clone();
-    let header_timeout = gateway.config.handshake_timeout;
+    let config = gateway.config.clone();
+    let header_timeout = config.handshake_timeout;
+    let router = router
+        .layer(axum::middleware::from_fn(content_type::require_json))
+        .layer(axum::middleware::from_fn_with_state(
+            config.body_timeout,
+            limits::bound_body,
+        ))
+        .layer(axum::Extension(origin::OriginPolicy::new(
+            &config.cors_origins,
+            config.allow_file_origin,
+        )))
+        .layer(axum::middleware::from_fn(answers::api_answers));
+    let per_ip = limits::PerIp::new(config.max_connections_per_ip);
+    let mut reserve = overload::Reserve::open();
+    let mut accept_errors = overload::AcceptErrors::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors, most likely: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                if let Some(failures) = accept_errors.record(tokio::time::Instant::now()) {
+                    tracing::warn!(error = %e, failures, "accept failed");
+                }
+                if overload::is_out_of_descriptors(&e) && reserve.release() {
+                    // The freed descriptor lets the client at the head of the queue hear that
+                    // it is refused instead of waiting for nothing (or for work it gave up on).
+                    if let Ok(Ok((stream, _))) =
+                        tokio::time::timeout(Duration::from_millis(50), listener.accept()).await
+                    {
+                        metrics::counter!("switchboard_connections_refused_total", "reason" => "open_files")
+                            .increment(1);
+                        let message = "server is at its connection limit";
+                        overload::refuse(stream, StatusCode::SERVICE_UNAVAILABLE, message, Duration::ZERO).await;
+                    }
+                } else {
+                    // Back off instead of spinning on a failure that a retry will not cure at once.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+                reserve.refill();
+                continue;
+            }
+        };
+        let Some(slot) = per_ip.admit(peer.ip()) else {
+            metrics::counter!("switchboard_connections_refused_total", "reason" => "per_ip").increment(1);
+            let message = format!(
+                "too many open connections from this address (at most {})",
+                config.max_connections_per_ip
+            );
+            http.spawn(async move {
+                overload::refuse(stream, StatusCode::TOO_MANY_REQUESTS, &message, REFUSAL_LINGER).await;
+            });
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
@@ -196,7 +254,7 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(client_io::ClientIo::new(stream, slot)), service)
                 .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
@@ -230,3 +288,6 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
         );
     }
 }
+
+/// Time a refused client has to finish sending before its connection is closed.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);

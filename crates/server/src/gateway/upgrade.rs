@@ -15,6 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use switchboard_apps::http::ApiError;
 
+use super::origin::OriginPolicy;
+
 /// The server side of an upgraded connection.
 pub type ServerSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -37,8 +39,35 @@ pub fn socket_config(max_frame: usize, max_message: usize) -> WebSocketConfig {
         .write_buffer_size(WRITE_COALESCE)
 }
 
-/// Checks that `headers` ask for a WebSocket upgrade; returns the client's key.
-fn client_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+/// Why a handshake is refused.
+#[derive(Debug)]
+enum Refusal {
+    Invalid(ApiError),
+    /// §4.4: the answer names the version the server speaks, so a client can retry with it.
+    Version,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Invalid(e) => e.into_response(),
+            Refusal::Version => {
+                let mut answer = ApiError::new(
+                    StatusCode::UPGRADE_REQUIRED,
+                    "unsupported Sec-WebSocket-Version: only 13 is spoken",
+                )
+                .into_response();
+                answer
+                    .headers_mut()
+                    .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+                answer
+            }
+        }
+    }
+}
+
+/// Checks that `headers` ask for a WebSocket upgrade (RFC 6455 §4.2.1); returns the client's key.
+fn client_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, Refusal> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -47,28 +76,46 @@ fn client_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, ApiEr
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     };
+    let refuse = |status, message: &str| Err(Refusal::Invalid(ApiError::new(status, message)));
     if method != Method::GET {
-        return Err(ApiError::new(
+        return refuse(
             StatusCode::METHOD_NOT_ALLOWED,
             "a WebSocket upgrade must be a GET request",
-        ));
+        );
     }
     if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return Err(ApiError::new(
+        return refuse(
             StatusCode::UPGRADE_REQUIRED,
             "this endpoint speaks WebSocket: send Connection: Upgrade and Upgrade: websocket",
-        ));
+        );
     }
     if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported Sec-WebSocket-Version: only 13 is spoken",
-        ));
+        return Err(Refusal::Version);
     }
-    headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .cloned()
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key header"))
+    match headers.get(header::SEC_WEBSOCKET_KEY) {
+        Some(key) if is_nonce(key.as_bytes()) => Ok(key.clone()),
+        Some(_) => refuse(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be 16 random bytes in base64 (24 characters)",
+        ),
+        None => refuse(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key header"),
+    }
+}
+
+/// True if `key` is base64 of 16 bytes, as §4.1 requires of a client's nonce: 22 base64
+/// characters and `==`.
+fn is_nonce(key: &[u8]) -> bool {
+    let is_b64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    key.len() == 24 && key[..22].iter().all(is_b64) && &key[22..] == b"=="
+}
+
+/// Refuses, with 403, an upgrade from a browser page the origin policy does not allow. The
+/// policy comes with the request (see [`OriginPolicy`]).
+fn check_origin(req: &Request) -> Result<(), ApiError> {
+    match req.extensions().get::<OriginPolicy>() {
+        Some(policy) => policy.check(req.headers()),
+        None => OriginPolicy::default().check(req.headers()),
+    }
 }
 
 /// The subprotocol to answer with: `wanted` if the client offered it.
@@ -85,7 +132,8 @@ pub fn chosen_protocol(headers: &HeaderMap, wanted: Option<&str>) -> Option<Head
 }
 
 /// Answers `req` with 101 Switching Protocols (echoing `protocol`, if any) and runs `on_socket`
-/// on the upgraded connection, or answers with a JSON error if `req` is not a valid upgrade.
+/// on the upgraded connection, or answers with a JSON error if `req` is not a valid upgrade or
+/// comes from a page the origin policy refuses.
 pub fn upgrade<F, Fut>(
     mut req: Request,
     config: WebSocketConfig,
@@ -98,8 +146,11 @@ where
 {
     let key = match client_key(req.method(), req.headers()) {
         Ok(key) => key,
-        Err(e) => return e.into_response(),
+        Err(refusal) => return refusal.into_response(),
     };
+    if let Err(e) = check_origin(&req) {
+        return e.into_response();
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -119,4 +170,19 @@ where
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
     response.body(Body::empty()).expect("static response parts are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys must be base64 of exactly 16 bytes.
+    #[test]
+    fn nonces() {
+        assert!(is_nonce(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!is_nonce(b"dGhlIHNhbXBsZSBub25jZQ"));
+        assert!(!is_nonce(b"not base64 at all!!!!!=="));
+        assert!(!is_nonce(b"dGhlIHNhbXBsZSBub25jZQ==dGhl"));
+        assert!(!is_nonce(b""));
+    }
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod raw_http;
 pub mod tally;
 
 use std::io::{BufRead, BufReader};
