@@ -16,8 +16,8 @@ use crate::store::{Health, Output, fail_all};
 /// Runs one incarnation of an object until it hibernates or the runtime shuts down.
 pub(crate) async fn run<O: Object>(rt: Runtime, slot: Arc<Slot<O>>) {
     let inner = rt.inner.clone();
-    inner.stats.wakes.fetch_add(1, Ordering::Relaxed);
     inner.stats.live_objects.fetch_add(1, Ordering::Relaxed);
+    inner.stats.bump(&inner.stats.wakes);
     // Ends the incarnation on every path out, a panic in the object included.
     let mut exit = Exit {
         rt: &rt,
@@ -53,7 +53,7 @@ pub(crate) async fn run<O: Object>(rt: Runtime, slot: Arc<Slot<O>>) {
             // storage does not. Start again from storage.
             object = None;
             ctx = new_context(&rt, &slot.core);
-            inner.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            inner.stats.bump(&inner.stats.evictions);
         }
         if object.is_none() {
             match O::start(&mut ctx).await {
@@ -98,9 +98,12 @@ impl<O: Object> Drop for Exit<'_, O> {
     fn drop(&mut self) {
         let stats = &self.rt.inner.stats;
         stats.live_objects.fetch_sub(1, Ordering::Relaxed);
+        if !self.hibernated {
+            stats.changed.notify_waiters();
+        }
         if self.hibernated {
-            stats.hibernations.fetch_add(1, Ordering::Relaxed);
             self.rt.remove_if_unused(&self.slot.core.address);
+            stats.bump(&stats.hibernations);
         } else {
             self.slot.abandon();
         }
@@ -191,6 +194,7 @@ async fn handle<O: Object>(rt: &Runtime, obj: &mut O, ctx: &mut Context, event: 
                 Some(conn) => {
                     let result = obj.on_close(ctx, SocketRef { conn }, code, reason).await;
                     ctx.core.sockets.remove(id);
+                    rt.inner.stats.changed.notify_waiters();
                     result
                 }
                 None => Ok(()),
@@ -203,7 +207,7 @@ async fn handle<O: Object>(rt: &Runtime, obj: &mut O, ctx: &mut Context, event: 
             if ctx.get_alarm().is_none_or(|at| at > now) {
                 return Ok(()); // Moved or deleted since it was scheduled.
             }
-            rt.inner.stats.alarms_fired.fetch_add(1, Ordering::Relaxed);
+            rt.inner.stats.bump(&rt.inner.stats.alarms_fired);
             obj.on_alarm(ctx).await?;
             ctx.core.alarm_failures.store(0, Ordering::Relaxed);
             if ctx.alarm_change.is_none() {

@@ -302,6 +302,7 @@ async fn work(rt: Runtime, address: Address) {
             attempts,
         };
         rt.effect_done(&address, done);
+        inner.stats.changed.notify_waiters();
     }
     // `front` removed the empty queue under the lock: an effect pushed after that starts a
     // worker of its own.

@@ -506,6 +506,21 @@ impl Runtime {
         snapshot
     }
 
+    /// Waits until `pred` holds for the runtime's counters, checking whenever an object wakes,
+    /// hibernates or is evicted, a socket leaves an object, an alarm fires or an effect succeeds.
+    pub async fn wait_for_stats(&self, pred: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
+        loop {
+            let changed = self.inner.stats.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let stats = self.stats();
+            if pred(&stats) {
+                return stats;
+            }
+            changed.await;
+        }
+    }
+
     /// Whether writes are being stored: not shutting down, and the last commit succeeded.
     pub fn is_ready(&self) -> bool {
         !self.inner.shutdown.is_cancelled() && self.inner.store.is_healthy()

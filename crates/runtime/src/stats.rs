@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::Notify;
+
 /// Live counters of a runtime. All monotonic except `live_objects`.
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -22,6 +24,10 @@ pub struct Stats {
     pub commit_failures: AtomicU64,
     /// Events discarded because a hook returned an error.
     pub hook_failures: AtomicU64,
+    /// Woken when an object wakes, hibernates or is evicted, a socket leaves an object, an
+    /// alarm fires or an effect succeeds: what a test waits on instead of polling. Not on
+    /// per-frame paths.
+    pub(crate) changed: Notify,
 }
 
 /// A point-in-time copy of [`Stats`], plus gauges computed on demand.
@@ -50,6 +56,12 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
+    /// Counts one more of `counter` and wakes whoever waits for a change.
+    pub(crate) fn bump(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
     pub(crate) fn snapshot(&self, hibernated_objects: u64, sockets: u64) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {

@@ -44,23 +44,25 @@ async fn kill_9_loses_nothing_acknowledged() {
     });
 
     let acked = Arc::new(AtomicUsize::new(0));
+    // Told when 300 increments are acknowledged: the crash comes under load.
+    let loaded = Arc::new(tokio::sync::Notify::new());
     let writers: Vec<_> = (0..4)
         .map(|_| {
-            let (base, acked) = (base.clone(), acked.clone());
+            let (base, acked, loaded) = (base.clone(), acked.clone(), loaded.clone());
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 let mut mine = Vec::new();
                 while let Ok(reply) = rpc(&client, &base, "increment", json!({"name": "crash"})).await {
                     mine.push(reply["value"].as_i64().unwrap());
-                    acked.fetch_add(1, Ordering::Relaxed);
+                    if acked.fetch_add(1, Ordering::Relaxed) + 1 == 300 {
+                        loaded.notify_one();
+                    }
                 }
                 mine
             })
         })
         .collect();
-    while acked.load(Ordering::Relaxed) < 300 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    loaded.notified().await;
     server.signal(9);
     let mut acknowledged = BTreeSet::new();
     for writer in writers {

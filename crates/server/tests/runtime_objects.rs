@@ -117,15 +117,8 @@ async fn alarm_fires_after_restart() {
     server.stop().await;
 
     let server = TestServer::start_in(dir.path(), |_| {}, tally::extension()).await;
-    let mut fired = Value::Null;
-    for _ in 0..100 {
-        let state = get(&server.url("/tally/wakeme")).await;
-        if state["alarm_fired"].is_i64() {
-            fired = state;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_for_stats("the alarm", |s| s.alarms_fired == 1).await;
+    let fired = get(&server.url("/tally/wakeme")).await;
     assert!(fired["alarm_fired"].is_i64(), "alarm did not fire after restart");
     assert!(fired["alarm"].is_null(), "a handled alarm is cleared: {fired}");
     assert_eq!(server.runtime().stats().alarms_fired, 1);

@@ -90,21 +90,16 @@ impl TestServer {
         &self.server.as_ref().unwrap().runtime
     }
 
-    /// Waits until the runtime's counters satisfy `pred`; fails the test if they do not
-    /// within [`WAIT`].
+    /// Waits until the runtime's counters satisfy `pred` (woken by the runtime when they
+    /// change); fails the test if they do not within [`WAIT`].
     pub async fn wait_for_stats(
         &self,
         what: &str,
         pred: impl Fn(&switchboard_runtime::StatsSnapshot) -> bool,
     ) -> switchboard_runtime::StatsSnapshot {
-        let started = std::time::Instant::now();
-        loop {
-            let stats = self.runtime().stats();
-            if pred(&stats) {
-                return stats;
-            }
-            assert!(started.elapsed() < WAIT, "{what} did not happen: {stats:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        match tokio::time::timeout(WAIT, self.runtime().wait_for_stats(pred)).await {
+            Ok(stats) => stats,
+            Err(_) => panic!("{what} did not happen: {:?}", self.runtime().stats()),
         }
     }
 
