@@ -14,6 +14,7 @@ use std::sync::Weak;
 use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
+use crate::object::ConnectInfo;
 use crate::registry::{CallError, Inner, Runtime};
 use crate::socket::{Frame, SocketId};
 use crate::topic::Prepared;
@@ -39,6 +40,30 @@ pub enum NodeMessage {
     SocketSend { socket: SocketId, frame: Frame },
     /// A close for a socket connected to this node.
     SocketClose {
+        socket: SocketId,
+        code: u16,
+        reason: String,
+    },
+    /// A socket connected to the sending node, offered to an object this node owns; the reply
+    /// is `true` if it was accepted. What the object sends it goes back as `SocketSend` and
+    /// `SocketClose`.
+    Connect {
+        class: String,
+        name: String,
+        socket: SocketId,
+        info: ConnectInfo,
+    },
+    /// A frame from a socket connected to the sending node, for the object here that accepted it.
+    SocketFrame {
+        class: String,
+        name: String,
+        socket: SocketId,
+        frame: Frame,
+    },
+    /// That socket closed.
+    SocketClosed {
+        class: String,
+        name: String,
         socket: SocketId,
         code: u16,
         reason: String,
@@ -105,6 +130,25 @@ impl LocalNode {
                 }
                 done(conn.is_some().to_string())
             }
+            NodeMessage::Connect {
+                class,
+                name,
+                socket,
+                info,
+            } => rt.connect_remote(&class, &name, socket, info),
+            NodeMessage::SocketFrame {
+                class,
+                name,
+                socket,
+                frame,
+            } => rt.remote_frame(&class, &name, socket, frame),
+            NodeMessage::SocketClosed {
+                class,
+                name,
+                socket,
+                code,
+                reason,
+            } => rt.remote_closed(&class, &name, socket, code, reason),
         }
     }
 }

@@ -241,6 +241,10 @@ trait Class: Send + Sync + 'static {
     fn effect_done(&self, rt: &Runtime, name: &str, done: EffectDone);
     /// A call whose request and reply are JSON: from another node.
     fn call_json(&self, rt: &Runtime, name: &str, request: &str, reply: bool) -> BoxFuture<Result<String, CallError>>;
+    /// The slot of `name`, for the events of a socket of another node.
+    fn slot(&self, rt: &Runtime, name: &str) -> Arc<dyn AnySlot>;
+    /// Offers a socket (of another node) to the object `name`; true if it was accepted.
+    fn connect(&self, rt: &Runtime, name: &str, socket: NewSocket) -> BoxFuture<Result<bool, CallError>>;
 }
 
 struct ClassOf<O> {
@@ -281,6 +285,16 @@ impl<O: Object> Class for ClassOf<O> {
             let reply = rx.await.unwrap_or(Err(CallError::ShuttingDown))?;
             serde_json::to_string(&reply).map_err(|e| CallError::Unreachable(e.to_string()))
         })
+    }
+
+    fn slot(&self, rt: &Runtime, name: &str) -> Arc<dyn AnySlot> {
+        rt.slot::<O>(name)
+    }
+
+    fn connect(&self, rt: &Runtime, name: &str, socket: NewSocket) -> BoxFuture<Result<bool, CallError>> {
+        let (tx, rx) = oneshot::channel();
+        rt.send_event::<O>(name, Event::Connect(Box::new(socket), tx));
+        Box::pin(async move { rx.await.unwrap_or(Err(CallError::ShuttingDown)) })
     }
 }
 
@@ -832,6 +846,104 @@ impl Runtime {
         }
     }
 
+    /// A socket of another node offered to an object here: a stand-in socket with the same id
+    /// takes its place, and what the object sends it goes back to that node.
+    pub(crate) fn connect_remote(
+        &self,
+        class: &str,
+        name: &str,
+        socket: SocketId,
+        info: ConnectInfo,
+    ) -> BoxFuture<Result<String, CallError>> {
+        let (Some(class), Some(cluster)) = (self.inner.classes.get(class).cloned(), self.inner.cluster.clone()) else {
+            return Box::pin(std::future::ready(Err(CallError::UnknownClass(class.into()))));
+        };
+        let Some(origin) = cluster.node_of_socket(socket) else {
+            return Box::pin(std::future::ready(Err(CallError::Unreachable(format!(
+                "no node holds socket {socket}"
+            )))));
+        };
+        let conn = self.inner.sockets.insert(socket, QueueLimits::default());
+        // Drains the stand-in's queue to the node that holds the real socket.
+        let forwarded = conn.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = forwarded.next_batch().await;
+                for frame in batch.frames {
+                    cluster.send(&origin, NodeMessage::SocketSend { socket, frame });
+                }
+                if let Some(close) = batch.close {
+                    let (code, reason) = (close.code, close.reason);
+                    cluster.send(&origin, NodeMessage::SocketClose { socket, code, reason });
+                    return;
+                }
+            }
+        });
+        let (rt, name) = (self.clone(), name.to_string());
+        Box::pin(async move {
+            let accepted = class
+                .connect(
+                    &rt,
+                    &name,
+                    NewSocket {
+                        conn: conn.clone(),
+                        info,
+                    },
+                )
+                .await;
+            if !matches!(accepted, Ok(true)) {
+                rt.socket_ended(socket);
+                conn.close(1000, "");
+            }
+            accepted.map(|a| a.to_string())
+        })
+    }
+
+    /// A frame of a socket of another node, for the object here that accepted it.
+    pub(crate) fn remote_frame(
+        &self,
+        class: &str,
+        name: &str,
+        socket: SocketId,
+        frame: Frame,
+    ) -> BoxFuture<Result<String, CallError>> {
+        let (Some(class), Some(conn)) = (self.inner.classes.get(class), self.inner.sockets.get(socket)) else {
+            return Box::pin(std::future::ready(Ok(false.to_string())));
+        };
+        let (tx, rx) = oneshot::channel();
+        class.slot(self, name).message(self, conn, frame, tx);
+        Box::pin(async move {
+            let _ = rx.await;
+            Ok(true.to_string())
+        })
+    }
+
+    /// That socket closed on its node.
+    pub(crate) fn remote_closed(
+        &self,
+        class: &str,
+        name: &str,
+        socket: SocketId,
+        code: u16,
+        reason: String,
+    ) -> BoxFuture<Result<String, CallError>> {
+        let Some(class) = self.inner.classes.get(class) else {
+            return Box::pin(std::future::ready(Ok(false.to_string())));
+        };
+        let (tx, rx) = oneshot::channel();
+        class.slot(self, name).close(self, socket, code, reason, tx);
+        let rt = self.clone();
+        Box::pin(async move {
+            let _ = rx.await;
+            if let Some(conn) = rt.inner.sockets.get(socket) {
+                // Ends the forwarder; the socket it would tell is gone already.
+                conn.close(1000, "");
+            }
+            rt.socket_ended(socket);
+            Ok(true.to_string())
+        })
+    }
+
     /// Where `address` lives: `None` here, or the node that owns it.
     fn owner(&self, address: &Address) -> Option<String> {
         self.inner.cluster.as_ref().and_then(|c| c.owner(address))
@@ -920,6 +1032,11 @@ impl<O: Object> Stub<O> {
             .get(O::CLASS)
             .ok_or_else(|| CallError::UnknownClass(O::CLASS.into()))?;
         let auto_response = class.auto_response().cloned();
+        if self.rt.inner.cluster.is_some()
+            && let Some(node) = self.rt.owner(&self.address())
+        {
+            return self.connect_remote(node, conn, info, auto_response).await;
+        }
         let (tx, rx) = oneshot::channel();
         let socket = NewSocket {
             conn: conn.clone(),
@@ -933,18 +1050,62 @@ impl<O: Object> Stub<O> {
         let slot: Arc<dyn AnySlot> = self.rt.slot::<O>(&self.name);
         Ok(Some(ObjectSocket {
             rt: self.rt.clone(),
-            slot,
+            target: Target::Local(slot),
+            conn,
+            auto_response,
+        }))
+    }
+
+    /// Offers the socket to the object on the node that owns it; its frames and close are
+    /// forwarded there, and what the object sends comes back.
+    async fn connect_remote(
+        &self,
+        node: String,
+        conn: Arc<SocketConn>,
+        info: ConnectInfo,
+        auto_response: Option<Arc<AutoResponse>>,
+    ) -> Result<Option<ObjectSocket>, CallError> {
+        let cluster = self.rt.inner.cluster.clone().expect("checked by the caller");
+        let message = NodeMessage::Connect {
+            class: O::CLASS.into(),
+            name: self.name.to_string(),
+            socket: conn.id(),
+            info,
+        };
+        if cluster.request(&node, message).await? != "true" {
+            return Ok(None);
+        }
+        Ok(Some(ObjectSocket {
+            rt: self.rt.clone(),
+            target: Target::Remote {
+                cluster,
+                node,
+                class: O::CLASS,
+                name: self.name.clone(),
+            },
             conn,
             auto_response,
         }))
     }
 }
 
+/// Where an accepted socket's frames go.
+enum Target {
+    Local(Arc<dyn AnySlot>),
+    /// The object lives on another node.
+    Remote {
+        cluster: Arc<dyn Cluster>,
+        node: String,
+        class: &'static str,
+        name: Arc<str>,
+    },
+}
+
 /// The gateway's handle on an accepted socket: it delivers frames (answering auto-responses
 /// itself) and the close, waking the object when needed.
 pub struct ObjectSocket {
     rt: Runtime,
-    slot: Arc<dyn AnySlot>,
+    target: Target,
     conn: Arc<SocketConn>,
     auto_response: Option<Arc<AutoResponse>>,
 }
@@ -961,15 +1122,55 @@ impl ObjectSocket {
                 return;
             }
         }
-        let (tx, rx) = oneshot::channel();
-        self.slot.clone().message(&self.rt, self.conn.clone(), frame, tx);
-        let _ = rx.await;
+        match &self.target {
+            Target::Local(slot) => {
+                let (tx, rx) = oneshot::channel();
+                slot.clone().message(&self.rt, self.conn.clone(), frame, tx);
+                let _ = rx.await;
+            }
+            Target::Remote {
+                cluster,
+                node,
+                class,
+                name,
+            } => {
+                let message = NodeMessage::SocketFrame {
+                    class: class.to_string(),
+                    name: name.to_string(),
+                    socket: self.conn.id(),
+                    frame,
+                };
+                // Waiting for the owner keeps the socket's frames in order, one at a time.
+                if let Err(e) = cluster.request(node, message).await {
+                    tracing::warn!(socket = %self.conn.id(), error = %e, "a frame could not reach its object's node");
+                }
+            }
+        }
     }
 
     /// Delivers the socket's close; returns once the object has handled it.
     pub async fn closed(&self, code: u16, reason: String) {
-        let (tx, rx) = oneshot::channel();
-        self.slot.clone().close(&self.rt, self.conn.id(), code, reason, tx);
-        let _ = rx.await;
+        match &self.target {
+            Target::Local(slot) => {
+                let (tx, rx) = oneshot::channel();
+                slot.clone().close(&self.rt, self.conn.id(), code, reason, tx);
+                let _ = rx.await;
+            }
+            Target::Remote {
+                cluster,
+                node,
+                class,
+                name,
+            } => {
+                let message = NodeMessage::SocketClosed {
+                    class: class.to_string(),
+                    name: name.to_string(),
+                    socket: self.conn.id(),
+                    code,
+                    reason,
+                };
+                let _ = cluster.request(node, message).await;
+            }
+        }
     }
 }

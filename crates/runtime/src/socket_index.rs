@@ -44,6 +44,11 @@ impl SocketIndex {
 
     pub(crate) fn create(&self, limits: QueueLimits) -> Arc<SocketConn> {
         let id = SocketId::new(self.tag, self.next.fetch_add(1, Ordering::Relaxed));
+        self.insert(id, limits)
+    }
+
+    /// Registers a socket under an id made elsewhere: the stand-in for a socket of another node.
+    pub(crate) fn insert(&self, id: SocketId, limits: QueueLimits) -> Arc<SocketConn> {
         let conn = Arc::new(SocketConn::new(id, limits));
         self.shard(id).insert(
             id,

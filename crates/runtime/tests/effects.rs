@@ -109,10 +109,20 @@ async fn in_order_retried_and_reported() {
     }
     let bodies: Vec<&str> = seen.iter().map(|(b, _, _)| b.as_str()).collect();
     // Three refusals of "a", then each in order: b never overtakes a.
-    assert_eq!(bodies, ["\"a\""; 4].into_iter().chain(["\"b\"", "\"c\""]).collect::<Vec<_>>());
-    assert!(seen.iter().zip(["a", "a", "a", "a", "b", "c"]).all(|((_, k, _), _)| keys.contains(k)));
+    assert_eq!(
+        bodies,
+        ["\"a\""; 4].into_iter().chain(["\"b\"", "\"c\""]).collect::<Vec<_>>()
+    );
+    assert!(
+        seen.iter()
+            .zip(["a", "a", "a", "a", "b", "c"])
+            .all(|((_, k, _), _)| keys.contains(k))
+    );
     let waits: Vec<Duration> = seen[..4].windows(2).map(|w| w[1].2 - w[0].2).collect();
-    assert!(waits[0] >= Duration::from_millis(125) && waits[2] >= Duration::from_millis(500), "{waits:?}");
+    assert!(
+        waits[0] >= Duration::from_millis(125) && waits[2] >= Duration::from_millis(500),
+        "{waits:?}"
+    );
     let stats = rt
         .wait_for_stats(|s| s.effects_succeeded == 3 && s.outbox_depth == 0)
         .await;
@@ -129,7 +139,10 @@ async fn nothing_runs_for_a_write_that_did_not_commit() {
     let (rt, mut attempts) = runtime(backend.clone(), 0).await;
     let stub = rt.object::<Notifier>("n");
     backend.fail_commits(true);
-    assert_eq!(stub.call(Ask::Notify("lost".into())).await, Err(CallError::CommitFailed));
+    assert_eq!(
+        stub.call(Ask::Notify("lost".into())).await,
+        Err(CallError::CommitFailed)
+    );
     backend.fail_commits(false);
     stub.call(Ask::Notify("kept".into())).await.unwrap();
     assert_eq!(attempts.recv().await.unwrap().0, "\"kept\"");
@@ -153,6 +166,7 @@ async fn pending_effects_survive_a_restart() {
     let (rt, mut attempts) = runtime(backend, 0).await;
     let (body, again, _) = attempts.recv().await.unwrap();
     assert_eq!((body.as_str(), again), ("\"x\"", first_key));
-    rt.wait_for_stats(|s| s.effects_succeeded == 1 && s.outbox_depth == 0).await;
+    rt.wait_for_stats(|s| s.effects_succeeded == 1 && s.outbox_depth == 0)
+        .await;
     rt.shutdown().await;
 }

@@ -21,14 +21,25 @@ enum Op {
     Add(i64),
     Get,
     /// Tell `to` to add `amount`, without waiting.
-    Tell { to: String, amount: i64 },
+    Tell {
+        to: String,
+        amount: i64,
+    },
     /// Move `amount` to `to`, asking it (call) first.
-    Move { to: String, amount: i64 },
+    Move {
+        to: String,
+        amount: i64,
+    },
     CallSelf,
     /// Writes, then fails: nothing of it may stay.
     AddThenFail(i64),
-    Send { socket: SocketId, text: String },
-    Close { socket: SocketId },
+    Send {
+        socket: SocketId,
+        text: String,
+    },
+    Close {
+        socket: SocketId,
+    },
 }
 
 impl Object for Ledger {
@@ -92,9 +103,27 @@ async fn tell_and_call() {
     let rt = runtime().await;
     let (a, b) = (rt.object::<Ledger>("a"), rt.object::<Ledger>("b"));
     a.call(Op::Add(10)).await.unwrap().unwrap();
-    a.call(Op::Move { to: "b".into(), amount: 3 }).await.unwrap().unwrap();
-    assert_eq!(b.call(Op::Get).await.unwrap(), Ok(3), "a call is answered before the caller's event ends");
-    assert_eq!(a.call(Op::Tell { to: "b".into(), amount: 2 }).await.unwrap(), Ok(5));
+    a.call(Op::Move {
+        to: "b".into(),
+        amount: 3,
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        b.call(Op::Get).await.unwrap(),
+        Ok(3),
+        "a call is answered before the caller's event ends"
+    );
+    assert_eq!(
+        a.call(Op::Tell {
+            to: "b".into(),
+            amount: 2
+        })
+        .await
+        .unwrap(),
+        Ok(5)
+    );
     // The message was released with the reply; b handles it before this later call.
     assert_eq!(b.call(Op::Get).await.unwrap(), Ok(5));
     assert!(matches!(a.call(Op::CallSelf).await.unwrap(), Err(CallError::Failed(_))));
@@ -125,7 +154,14 @@ async fn sockets_by_id() {
         .unwrap();
     assert!(accepted.is_some());
     let other = rt.object::<Ledger>("other");
-    other.call(Op::Send { socket: conn.id(), text: "hi".into() }).await.unwrap().unwrap();
+    other
+        .call(Op::Send {
+            socket: conn.id(),
+            text: "hi".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
     other.call(Op::Close { socket: conn.id() }).await.unwrap().unwrap();
     let batch = conn.next_batch().await;
     assert_eq!(batch.frames, vec![Frame::text("hi")]);

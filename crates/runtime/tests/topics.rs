@@ -65,7 +65,11 @@ fn options() -> TopicOptions {
             max_age: Duration::from_secs(600),
         }),
         presence: Some(Arc::new(|change| {
-            Frame::text(format!("{}:{}", if change.joined { "join" } else { "leave" }, change.user.unwrap_or("?")))
+            Frame::text(format!(
+                "{}:{}",
+                if change.joined { "join" } else { "leave" },
+                change.user.unwrap_or("?")
+            ))
         })),
     }
 }
@@ -89,7 +93,11 @@ async fn join(rt: &Runtime, room: &str, params: &[(&str, &str)], limits: QueueLi
         params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         ..Default::default()
     };
-    rt.object::<Room>(room).connect(conn.clone(), info).await.unwrap().unwrap();
+    rt.object::<Room>(room)
+        .connect(conn.clone(), info)
+        .await
+        .unwrap()
+        .unwrap();
     conn
 }
 
@@ -130,7 +138,13 @@ async fn subscriptions_history_and_recovery() {
 
     // After a restart: the same epoch, and what came after offset 2 (the leave, c, d).
     let rt = runtime(backend).await;
-    let back = join(&rt, "r", &[("since", "2"), ("epoch", &epoch), ("user", "ada")], QueueLimits::default()).await;
+    let back = join(
+        &rt,
+        "r",
+        &[("since", "2"), ("epoch", &epoch), ("user", "ada")],
+        QueueLimits::default(),
+    )
+    .await;
     assert_eq!(
         texts(&back, 5).await,
         ["recovered=true missed=3", "leave:ada", "c@4", "d@5", "join:ada"]
@@ -140,7 +154,13 @@ async fn subscriptions_history_and_recovery() {
     assert_eq!(texts(&fresh, 1).await[0], "recovered=true missed=0");
     let old = join(&rt, "r", &[("since", "0"), ("epoch", &epoch)], QueueLimits::default()).await;
     assert_eq!(texts(&old, 1).await[0], "recovered=false missed=0");
-    let stale = join(&rt, "r", &[("since", "6"), ("epoch", "another")], QueueLimits::default()).await;
+    let stale = join(
+        &rt,
+        "r",
+        &[("since", "6"), ("epoch", "another")],
+        QueueLimits::default(),
+    )
+    .await;
     assert_eq!(texts(&stale, 1).await[0], "recovered=false missed=0");
     rt.shutdown().await;
 }
@@ -159,9 +179,8 @@ async fn delivery_classes_under_a_slow_consumer() {
     for conn in [&slow, &fast] {
         rt.subscribe(conn.id(), "plain", Subscription::default()).unwrap();
     }
-    let publish = |text: &str, delivery: Delivery| {
-        rt.publish(Publication::new(&["plain"], Frame::text(text)).delivery(delivery))
-    };
+    let publish =
+        |text: &str, delivery: Delivery| rt.publish(Publication::new(&["plain"], Frame::text(text)).delivery(delivery));
     publish("s1", Delivery::Latest("status".into())).await.unwrap();
     publish("v1", Delivery::Volatile).await.unwrap();
     publish("s2", Delivery::Latest("status".into())).await.unwrap();
@@ -192,10 +211,16 @@ async fn once_per_socket_and_presence() {
         };
         rt.subscribe(conn.id(), topic, subscription).unwrap();
     }
-    let reached = rt.publish(Publication::new(&["x", "y"], Frame::text("m"))).await.unwrap();
+    let reached = rt
+        .publish(Publication::new(&["x", "y"], Frame::text("m")))
+        .await
+        .unwrap();
     assert_eq!(reached, 2);
     assert_eq!(texts(&both, 1).await, ["m"]);
     let presence = rt.presence("y");
-    assert_eq!((presence.count, presence.users), (2, vec!["u1".to_string(), "u2".to_string()]));
+    assert_eq!(
+        (presence.count, presence.users),
+        (2, vec!["u1".to_string(), "u2".to_string()])
+    );
     rt.shutdown().await;
 }

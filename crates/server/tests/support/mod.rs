@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod board;
 pub mod raw_http;
 pub mod tally;
 
@@ -68,12 +69,17 @@ impl TestServer {
         configure: impl FnOnce(&mut Config),
         extra: Vec<Box<dyn AttachedApp>>,
     ) -> Self {
+        let mut serving = Serving::default();
+        serving.apps.extend(extra);
+        Self::serve_in(data_dir, configure, serving).await
+    }
+
+    /// Starts a server on an existing data folder, serving what `serving` says.
+    pub async fn serve_in(data_dir: &Path, configure: impl FnOnce(&mut Config), serving: Serving) -> Self {
         let mut config = test_config(data_dir);
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let shutdown = CancellationToken::new();
-        let mut serving = Serving::default();
-        serving.apps.extend(extra);
         let server = switchboard_server::start_with(config, listener, shutdown.clone(), serving)
             .await
             .unwrap();
