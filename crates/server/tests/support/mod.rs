@@ -154,7 +154,14 @@ impl ProcessServer {
         for set in sets {
             cmd.args(["--set", set]);
         }
-        let mut child = cmd.spawn().expect("start switchboard");
+        Self::spawn_command(cmd)
+    }
+
+    /// Starts a server program (one that logs `addr` in JSON, like `switchboard serve
+    /// --log-format json`) and waits for it to log its address.
+    pub fn spawn_command(mut cmd: Command) -> Self {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start the server");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -1,0 +1,149 @@
+//! Durable effects across a crash: the chat example (`examples/chat_room.rs`) POSTs every message
+//! to a webhook as an effect; killed with SIGKILL under load and started again, every message
+//! its speaker saw acknowledged reaches the webhook at least once, in order, with one
+//! idempotency key per message however often it is retried.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use serde_json::Value;
+use support::*;
+use tokio::sync::Notify;
+
+/// Every POST the webhook received: (idempotency key, message text).
+#[derive(Default)]
+struct Sink {
+    received: Mutex<Vec<(String, String)>>,
+    changed: Notify,
+}
+
+async fn start_sink() -> (Arc<Sink>, String) {
+    let sink = Arc::new(Sink::default());
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(
+                |State(sink): State<Arc<Sink>>, headers: HeaderMap, body: String| async move {
+                    let key = headers["idempotency-key"].to_str().unwrap().to_string();
+                    let text = serde_json::from_str::<Value>(&body).unwrap()["text"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    sink.received.lock().unwrap().push((key, text));
+                    sink.changed.notify_waiters();
+                    "ok"
+                },
+            ),
+        )
+        .with_state(sink.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (sink, url)
+}
+
+/// The chat example's binary, built beside this test (and built now if it is not yet).
+fn example() -> PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
+    let path = deps.parent().unwrap().join("examples").join("chat_room");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "switchboard-server", "--example", "chat_room"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the chat example failed");
+    }
+    path
+}
+
+fn start_example(data_dir: &Path, hook: &str) -> ProcessServer {
+    let mut cmd = Command::new(example());
+    cmd.env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_DATA_DIR", data_dir)
+        .env("SWITCHBOARD_LOG_FORMAT", "json")
+        .env("SWITCHBOARD_AUTH_SECRET", SECRET)
+        .env("SWITCHBOARD_CHAT_WEBHOOK_URL", hook)
+        .env("RUST_LOG", "info");
+    ProcessServer::spawn_command(cmd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effects_survive_kill_9_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, hook) = start_sink().await;
+    let mut server = start_example(dir.path(), &hook);
+    let socket = ws(&server.ws_url("/chat/crash?name=ada")).await;
+    let (mut write, mut read) = futures_util::StreamExt::split(socket);
+    let writer = tokio::spawn(async move {
+        use futures_util::SinkExt;
+        for i in 0..2000 {
+            let text = format!("m{i:04}");
+            if write
+                .send(tokio_tungstenite::tungstenite::Message::text(text))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    // A message is acknowledged when it comes back: rooms publish only after the commit.
+    let mut acked = Vec::new();
+    while acked.len() < 200 {
+        match futures_util::StreamExt::next(&mut read).await {
+            Some(Ok(msg)) if msg.is_text() => {
+                let said: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+                acked.push(said["text"].as_str().unwrap().to_string());
+            }
+            Some(Ok(_)) => {}
+            other => panic!("socket ended early: {other:?}"),
+        }
+    }
+    server.signal(9);
+    server.wait_exit(WAIT);
+    writer.abort();
+
+    let mut restarted = start_example(dir.path(), &hook);
+    let every_acked_delivered = async {
+        loop {
+            let changed = sink.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let delivered: Vec<String> = sink.received.lock().unwrap().iter().map(|(_, t)| t.clone()).collect();
+            if acked.iter().all(|t| delivered.contains(t)) {
+                return;
+            }
+            changed.await;
+        }
+    };
+    tokio::time::timeout(WAIT, every_acked_delivered)
+        .await
+        .expect("every acknowledged message reaches the webhook after the restart");
+
+    let received = sink.received.lock().unwrap().clone();
+    // In order: the first delivery of each message comes after the first of every earlier one.
+    let mut first_seen: Vec<&str> = Vec::new();
+    for (_, text) in &received {
+        if !first_seen.contains(&text.as_str()) {
+            first_seen.push(text);
+        }
+    }
+    let mut sorted = first_seen.clone();
+    sorted.sort();
+    assert_eq!(first_seen, sorted, "webhooks ran out of order");
+    // One idempotency key per message, across retries and the restart.
+    let mut keys: BTreeMap<&str, &str> = BTreeMap::new();
+    for (key, text) in &received {
+        assert_eq!(*keys.entry(text).or_insert(key), key.as_str(), "{text} got two keys");
+    }
+    restarted.signal(15);
+    restarted.wait_exit(WAIT);
+}
