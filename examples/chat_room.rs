@@ -4,8 +4,10 @@
 //! Run it with `cargo run --example chat_room`, then talk in two terminals:
 //! `switchboard connect "ws://127.0.0.1:8788/chat/lobby?name=ada"` and
 //! `switchboard connect "ws://127.0.0.1:8788/chat/lobby?name=bob"`.
-//! Every line one of them types reaches both (a topic per room); a newcomer first gets the last
-//! messages; every room tells a directory object how busy it is (`GET /chat` lists the rooms);
+//! Every line one of them types reaches both (a topic per room, with history: each message
+//! carries its `offset` and `epoch`, and a client that reconnects with `&since=OFFSET&epoch=E`
+//! gets what it missed); a newcomer first gets the last messages; every room tells a directory
+//! object how busy it is (`GET /chat` lists the rooms);
 //! with `SWITCHBOARD_CHAT_WEBHOOK_URL` set, every message is also POSTed there as a durable
 //! effect, retried until the backend answers 2xx; a room nobody speaks in for a day forgets
 //! itself (an alarm).
@@ -18,10 +20,13 @@ use axum::extract::{Path, Query, Request, State};
 use axum::response::Response;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use switchboard_apps::{App, AttachedApp, Host, attach};
+
 use switchboard_runtime::{
-    AutoResponse, CappedLog, ConnectInfo, Context, Effect, EffectDone, Frame, HookResult, HttpRequest, NewSocket,
-    Object, Publication, RequestMatch, RuntimeBuilder, SocketRef, Subscription, json_frame,
+    AutoResponse, CappedLog, ConnectInfo, Context, Effect, EffectDone, Frame, HistoryLimits, HookResult, HttpRequest,
+    NewSocket, Object, Position, Publication, RequestMatch, RuntimeBuilder, SocketRef, Subscription, TopicOptions,
+    json_frame,
 };
 
 /// Messages a newcomer receives on joining.
@@ -44,7 +49,18 @@ impl App for Chat {
     type Config = ChatConfig;
 
     fn register(&self, config: &ChatConfig, builder: RuntimeBuilder) -> RuntimeBuilder {
-        builder.class::<ChatRoom>().class::<Directory>().setting(config.clone())
+        let history = TopicOptions {
+            history: Some(HistoryLimits {
+                max_entries: 1000,
+                max_age: Duration::from_millis(FORGET_AFTER_MS as u64),
+            }),
+            presence: None,
+        };
+        builder
+            .class::<ChatRoom>()
+            .class::<Directory>()
+            .topics("chat:*", history)
+            .setting(config.clone())
     }
 
     fn routes(&self, _config: &ChatConfig) -> Router<Host> {
@@ -101,15 +117,31 @@ impl Object for ChatRoom {
             .get("name")
             .cloned()
             .unwrap_or_else(|| "anonymous".into());
+        let since = match (socket.info.params.get("since"), socket.info.params.get("epoch")) {
+            (Some(offset), Some(epoch)) => Some(Position {
+                offset: offset.parse()?,
+                epoch: epoch.clone(),
+            }),
+            _ => None,
+        };
         let socket = ctx.accept(socket, &[])?;
         ctx.set_attachment(&socket, &Member { name: name.clone() })?;
-        for (_, said) in self.log.all::<Said>(ctx.storage()).await? {
-            ctx.send_json(&socket, &said);
-        }
-        let subscription = Subscription {
+        let mut subscription = Subscription {
             user: Some(name),
             ..Default::default()
         };
+        if since.is_some() {
+            // A reconnecting client: what it missed, or word that it must reload.
+            subscription.since = since;
+            subscription.reply = Some(Box::new(|r| {
+                let reply = serde_json::json!({"type": "recovery", "recovered": r.recovered, "missed": r.missed});
+                Some(json_frame(&reply))
+            }));
+        } else {
+            for (_, said) in self.log.all::<Said>(ctx.storage()).await? {
+                ctx.send_json(&socket, &said);
+            }
+        }
         ctx.subscribe(socket.id(), &topic(ctx.name()), subscription)?;
         Ok(())
     }
@@ -127,7 +159,15 @@ impl Object for ChatRoom {
         self.log.append(ctx.storage(), &said)?;
         // Everyone in the room sees it once it is stored, the speaker included.
         let room = ctx.name().to_string();
-        ctx.publish(Publication::new(&[topic(&room)], json_frame(&said)))?;
+        let published = said.clone();
+        ctx.publish(Publication::stamped(&[topic(&room)], move |stamp| {
+            let mut frame = serde_json::to_value(&published).expect("plain struct");
+            if let Some(stamp) = stamp {
+                frame["offset"] = stamp.offset.into();
+                frame["epoch"] = stamp.epoch.to_string().into();
+            }
+            json_frame(&frame)
+        }))?;
         ctx.tell::<Directory>("all", Some(Spoke { room: room.clone() }));
         if let Some(url) = ctx.setting::<ChatConfig>().and_then(|c| c.chat_webhook_url.clone()) {
             let body = serde_json::json!({"room": room, "from": said.from, "text": said.text, "at": said.at});
@@ -184,7 +224,7 @@ impl Object for Directory {
 }
 
 /// The chat app, to serve beside the built-in ones.
-pub fn extension() -> Vec<Box<dyn AttachedApp>> {
+pub fn apps() -> Vec<Box<dyn AttachedApp>> {
     vec![attach(Chat)]
 }
 
@@ -209,13 +249,13 @@ async fn rooms(State(host): State<Host>) -> Result<Json<BTreeMap<String, u64>>, 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     use switchboard_server::config::{Config, Sources};
-    let apps = || {
-        let mut apps = switchboard_apps::builtin();
-        apps.extend(extension());
-        apps
+    let served = || {
+        let mut all = switchboard_apps::builtin();
+        all.extend(apps());
+        all
     };
     // The server's own configuration (SWITCHBOARD_* variables), with the chat's keys known.
-    let mut config = Config::load_for(&Sources::from_process(None, Vec::new()), &apps())?;
+    let mut config = Config::load_for(&Sources::from_process(None, Vec::new()), &served())?;
     if std::env::var_os("SWITCHBOARD_LISTEN").is_none() {
         config.listen = "127.0.0.1:8788".parse()?;
     }
@@ -226,7 +266,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let serving = switchboard_server::Serving {
-        apps: apps(),
+        apps: served(),
         cluster: None,
     };
     let server = switchboard_server::start_with(config, listener, shutdown.clone(), serving).await?;

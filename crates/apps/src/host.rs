@@ -226,7 +226,7 @@ pub trait HostApi: Send + Sync + 'static {
     /// Upgrades `req` to a WebSocket with `options` and hands it to the object `connector`
     /// offers it to.
     fn connect(&self, req: Request, options: SocketOptions, connector: Connector) -> Response;
-    /// Adopts a connection of the given protocol (for metrics), from `peer`.
+    /// Adopts a connection of the given protocol (a label in metrics).
     fn adopt(&self, protocol: &'static str) -> Adopted;
     /// Cancelled when the server starts shutting down.
     fn shutdown(&self) -> CancellationToken;

@@ -40,6 +40,13 @@ pub enum Scenario {
     Durable(scenario::durable::DurableArgs),
     /// Hibernated objects woken by a socket message: wake-up latency against an awake object.
     Wake(scenario::wake::WakeArgs),
+    /// Topics through the chat example: one room × many subscribers, or many rooms × one;
+    /// deliveries, latency, server CPU per delivery, memory per subscriber.
+    Topics(scenario::chat::TopicsArgs),
+    /// A client that was away catches up from the room's history: time to recover the missed.
+    Recovery(scenario::chat::RecoveryArgs),
+    /// Durable effects: chat messages POSTed to a webhook this bench serves; effects per second.
+    Effects(scenario::chat::EffectsArgs),
     /// A minimal broadcast server on the same WebSocket library, to compare fan-out against.
     BaselineServer(baseline::BaselineArgs),
 }
@@ -55,6 +62,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Idle(a) => a.common.format,
         Scenario::Durable(a) => a.common.format,
         Scenario::Wake(a) => a.common.format,
+        Scenario::Topics(a) => a.common.format,
+        Scenario::Recovery(a) => a.common.format,
+        Scenario::Effects(a) => a.common.format,
         Scenario::BaselineServer(_) => unreachable!("served above"),
     };
     let report = measure(args).await?;
@@ -70,6 +80,9 @@ pub async fn measure(args: BenchArgs) -> anyhow::Result<Report> {
         Scenario::Idle(a) => scenario::idle::run(a).await,
         Scenario::Durable(a) => scenario::durable::run(a).await,
         Scenario::Wake(a) => scenario::wake::run(a).await,
+        Scenario::Topics(a) => scenario::chat::topics(a).await,
+        Scenario::Recovery(a) => scenario::chat::recovery(a).await,
+        Scenario::Effects(a) => scenario::chat::effects(a).await,
         Scenario::BaselineServer(_) => {
             anyhow::bail!("baseline-server is a server, not a measurement: use `run`, or `baseline::serve`")
         }
@@ -89,7 +102,17 @@ mod tests {
 
     #[test]
     fn every_scenario_parses_with_its_defaults() {
-        for scenario in ["fanout", "ramp", "idle", "durable", "wake", "baseline-server"] {
+        for scenario in [
+            "fanout",
+            "ramp",
+            "idle",
+            "durable",
+            "wake",
+            "topics",
+            "recovery",
+            "effects",
+            "baseline-server",
+        ] {
             Cli::try_parse_from(["bench", scenario]).unwrap_or_else(|e| panic!("{scenario}: {e}"));
         }
         let cli = Cli::try_parse_from([

@@ -123,7 +123,7 @@ fn new_context(rt: &Runtime, core: &Arc<SlotCore>) -> Context {
         health: Arc::new(Health::default()),
         alarm_change: None,
         publishes: Vec::new(),
-        effect_ops: Vec::new(),
+        effects: Vec::new(),
     }
 }
 
@@ -132,7 +132,7 @@ fn discard(ctx: &mut Context) {
     ctx.storage.reset();
     ctx.alarm_change = None;
     ctx.publishes.clear();
-    ctx.effect_ops.clear();
+    ctx.effects.clear();
     fail_all(std::mem::take(&mut ctx.outputs));
 }
 
@@ -231,8 +231,19 @@ pub(crate) fn finish_event(rt: &Runtime, core: &SlotCore, ctx: &mut Context) {
     {
         rt.inner.alarms.set(&core.address, None);
     }
-    let outputs = std::mem::take(&mut ctx.outputs);
-    let effects = std::mem::take(&mut ctx.effect_ops);
+    let mut outputs = std::mem::take(&mut ctx.outputs);
+    let pending = std::mem::take(&mut ctx.effects);
+    let effects: Vec<WriteOp> = pending.iter().map(|p| p.write()).collect();
+    if !pending.is_empty() {
+        // Queued to run once the writes that store them are durable, after the event's other
+        // outputs.
+        let rt = rt.clone();
+        outputs.push(Output::run(move |released| {
+            if released {
+                pending.into_iter().for_each(|p| rt.inner.outbox.push(&rt, p));
+            }
+        }));
+    }
     let publishes = std::mem::take(&mut ctx.publishes);
     if !ops.is_empty() || !effects.is_empty() || !publishes.is_empty() {
         let now = rt.now_ms();

@@ -4,7 +4,9 @@
 //! Everything that crosses a node is a serde type ([`NodeMessage`]; requests and replies as
 //! JSON), so an implementation only moves bytes. On a single node there is no cluster at all:
 //! the runtime checks for one once per call and takes the local path. Two implementations:
-//! the in-memory [`twin`] (N nodes in one process, for tests) and, in its own module, NATS.
+//! the single node (no cluster at all) and the in-memory [`twin`] (N nodes in one process, for
+//! tests). Topic histories are numbered by the node a publication starts on; across nodes
+//! they are not yet one history (what a shared store brings).
 
 pub mod twin;
 
@@ -118,7 +120,7 @@ impl LocalNode {
         match message {
             NodeMessage::Call { class, name, request } => rt.call_json(&class, &name, &request, true),
             NodeMessage::Tell { class, name, request } => rt.call_json(&class, &name, &request, false),
-            NodeMessage::Publish(prepared) => done(rt.deliver_local(&prepared).to_string()),
+            NodeMessage::Publish(prepared) => done(rt.deliver_remote(&prepared).to_string()),
             NodeMessage::SocketSend { socket, frame } => {
                 let sent = rt.inner.sockets.get(socket).is_some_and(|c| c.send(frame).is_ok());
                 done(sent.to_string())

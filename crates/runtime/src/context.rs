@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::address::Address;
-use crate::effect::{Effect, OutboxStats, outbox_address};
+use crate::effect::{Effect, OutboxStats, Pending, outbox_address};
 use crate::object::{NewSocket, Object, SocketRef};
 use crate::registry::{CallError, Runtime, SlotCore, Subscription};
 use crate::socket::{Frame, SocketId};
@@ -47,8 +47,8 @@ pub struct Context {
     pub(crate) alarm_change: Option<Option<i64>>,
     /// Publications of this event: numbered in their topics when the event's writes are submitted.
     pub(crate) publishes: Vec<PendingPublish>,
-    /// Effects of this event, stored with its writes.
-    pub(crate) effect_ops: Vec<WriteOp>,
+    /// Effects of this event: stored with its writes, queued to run once they are durable.
+    pub(crate) effects: Vec<Pending>,
 }
 
 impl Context {
@@ -276,10 +276,12 @@ impl Context {
         self.rt.object::<O>(name).call(request).await
     }
 
-    /// Submits this event's writes so far and waits until they are durable.
+    /// Submits this event's writes so far and waits until they are durable; effects enqueued
+    /// so far are then queued to run (they are durable, whatever the rest of the event does).
     async fn flush(&mut self) -> Result<(), CallError> {
         let ops = self.storage.take_ops();
-        let effects = std::mem::take(&mut self.effect_ops);
+        let effects = std::mem::take(&mut self.effects);
+        let effect_ops: Vec<WriteOp> = effects.iter().map(Pending::write).collect();
         if ops.is_empty() && effects.is_empty() {
             self.rt.inner.store.wait_committed(self.storage.last_ticket).await;
         } else {
@@ -293,10 +295,10 @@ impl Context {
                     if !ops.is_empty() {
                         batch.push(ObjectWrites { address, ops });
                     }
-                    if !effects.is_empty() {
+                    if !effect_ops.is_empty() {
                         batch.push(ObjectWrites {
                             address: outbox_address(),
-                            ops: effects,
+                            ops: effect_ops,
                         });
                     }
                     batch
@@ -312,6 +314,9 @@ impl Context {
         if self.health.is_poisoned() {
             return Err(CallError::CommitFailed);
         }
+        for pending in effects {
+            self.rt.inner.outbox.push(&self.rt, pending);
+        }
         Ok(())
     }
 
@@ -321,15 +326,9 @@ impl Context {
     /// retried until it succeeds (see [`Object::on_effect`](crate::Object::on_effect)).
     /// Returns its idempotency key.
     pub fn enqueue(&mut self, effect: Effect) -> String {
-        let (pending, op) = self.rt.inner.outbox.prepare(&self.core.address, effect, self.now_ms());
-        let key = crate::effect::Outbox::key(&pending).to_string();
-        self.effect_ops.push(op);
-        let rt = self.rt.clone();
-        self.outputs.push(Output::run(move |released| {
-            if released {
-                rt.inner.outbox.push(&rt, pending);
-            }
-        }));
+        let pending = self.rt.inner.outbox.prepare(&self.core.address, effect, self.now_ms());
+        let key = pending.key().to_string();
+        self.effects.push(pending);
         key
     }
 

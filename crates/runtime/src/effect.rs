@@ -134,6 +134,18 @@ pub(crate) struct Pending {
     seq: u64,
 }
 
+impl Pending {
+    /// The write that stores it.
+    pub(crate) fn write(&self) -> WriteOp {
+        WriteOp::Put(seq_key(self.seq), serde_json::to_vec(self).expect("plain struct"))
+    }
+
+    /// Its idempotency key.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 #[derive(Default)]
 struct Queue {
     pending: VecDeque<Pending>,
@@ -166,25 +178,19 @@ impl Outbox {
         }
     }
 
-    /// A new pending effect of `address`, and the write that stores it.
-    pub(crate) fn prepare(&self, address: &Address, effect: Effect, now_ms: i64) -> (Pending, WriteOp) {
+    /// A new pending effect of `address`.
+    pub(crate) fn prepare(&self, address: &Address, effect: Effect, now_ms: i64) -> Pending {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let mut r = [0u8; 8];
         getrandom::fill(&mut r).expect("the OS has randomness");
-        let pending = Pending {
+        Pending {
             class: address.class.to_string(),
             name: address.name.to_string(),
             key: format!("{}-{}", address, u64::from_le_bytes(r)),
             at_ms: now_ms,
             effect,
             seq,
-        };
-        let op = WriteOp::Put(seq_key(seq), serde_json::to_vec(&pending).expect("plain struct"));
-        (pending, op)
-    }
-
-    pub(crate) fn key(pending: &Pending) -> &str {
-        &pending.key
+        }
     }
 
     /// Queues a committed effect and starts its object's worker if none runs.

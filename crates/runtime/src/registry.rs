@@ -66,7 +66,7 @@ pub enum CallError {
     UnknownClass(String),
     #[error("the object could not start: {0}")]
     Start(String),
-    #[error("the object failed to handle the event; nothing was changed: {0}")]
+    #[error("the object failed to handle the event, and its writes were discarded: {0}")]
     Failed(String),
     #[error("the object's writes could not be stored; nothing was changed")]
     CommitFailed,
@@ -571,7 +571,7 @@ impl Runtime {
         self.inner.sockets.len()
     }
 
-    /// Whether the socket with this id is open (on this node, or on the node its id names).
+    /// Whether the socket with this id is open on this node.
     pub fn socket_is_open(&self, id: SocketId) -> bool {
         self.inner.sockets.get(id).is_some_and(|c| !c.is_closing())
     }
@@ -751,16 +751,18 @@ impl Runtime {
         }
     }
 
-    /// Delivers a prepared publication here and to the other nodes with subscribers.
+    /// Delivers a publication numbered here, here and to the other nodes with subscribers.
     pub(crate) fn deliver(&self, prepared: &Prepared) -> usize {
         if let Some(cluster) = &self.inner.cluster {
             cluster.publish(prepared);
         }
-        self.deliver_local(prepared)
+        self.inner.hub.deliver(prepared, self.now_ms(), true)
     }
 
-    pub(crate) fn deliver_local(&self, prepared: &Prepared) -> usize {
-        self.inner.hub.deliver(prepared, self.now_ms())
+    /// Delivers a publication another node numbered to this node's subscribers. Its offsets
+    /// are that node's: they do not enter this node's histories.
+    pub(crate) fn deliver_remote(&self, prepared: &Prepared) -> usize {
+        self.inner.hub.deliver(prepared, self.now_ms(), false)
     }
 
     // ---- objects

@@ -233,8 +233,13 @@ impl SocketConn {
         if let Delivery::Latest(key) = delivery
             && let Some(&(_, at)) = out.latest.iter().find(|(k, _)| k == key)
         {
-            let old = std::mem::replace(&mut out.frames[at], frame);
-            out.bytes = out.bytes - old.len() + out.frames[at].len();
+            let bytes = out.bytes - out.frames[at].len() + frame.len();
+            if bytes > self.limits.max_bytes {
+                metrics::counter!("switchboard_outbound_frames_dropped_total").increment(1);
+                return Err(SendError::Dropped);
+            }
+            out.frames[at] = frame;
+            out.bytes = bytes;
             return Ok(());
         }
         let bytes = out.bytes + frame.len();

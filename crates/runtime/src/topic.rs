@@ -336,16 +336,17 @@ impl Hub {
         (prepared, ops)
     }
 
-    /// Sends a prepared publication to this node's subscribers and records it in the topics'
-    /// histories; returns how many sockets it was queued for.
-    pub(crate) fn deliver(&self, prepared: &Prepared, now_ms: i64) -> usize {
+    /// Sends a prepared publication to this node's subscribers and, when this node numbered it
+    /// (`record`), records it in the topics' histories; returns how many sockets it was queued
+    /// for.
+    pub(crate) fn deliver(&self, prepared: &Prepared, now_ms: i64, record: bool) -> usize {
         let several = prepared.frames.len() > 1;
         let mut reached: HashSet<SocketId> = HashSet::new();
         let mut delivered = 0;
         for PreparedTopic { topic, offset, frame } in &prepared.frames {
             let mut shard = self.shard(topic);
             let Some(entry) = shard.get_mut(topic) else { continue };
-            if let (Some(offset), Some(history)) = (offset, entry.history.as_mut()) {
+            if let (true, Some(offset), Some(history)) = (record, offset, entry.history.as_mut()) {
                 history.entries.push_back(Entry {
                     offset: *offset,
                     at_ms: now_ms,
@@ -586,7 +587,7 @@ mod tests {
 
     fn publish(hub: &Hub, topics: &[&str], text: &str) -> usize {
         let (prepared, _) = hub.prepare(&Publication::new(topics, Frame::text(text)), 0);
-        hub.deliver(&prepared, 0)
+        hub.deliver(&prepared, 0, true)
     }
 
     async fn drained(conn: &SocketConn) -> Vec<String> {
@@ -658,7 +659,7 @@ mod tests {
         let mut rows = std::collections::BTreeMap::new();
         for m in ["a", "b"] {
             let (prepared, ops) = hub.prepare(&Publication::new(&["h:1"], Frame::text(m)), 0);
-            hub.deliver(&prepared, 0);
+            hub.deliver(&prepared, 0, true);
             for op in ops {
                 match op {
                     WriteOp::Put(k, v) => {

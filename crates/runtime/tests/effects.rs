@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use switchboard_runtime::storage::memory::MemoryBackend;
 use switchboard_runtime::{
-    Attempt, CallError, Context, Effect, EffectDone, EffectResponse, EffectRunner, HookResult, HttpRequest, Object,
-    Runtime, RuntimeConfig,
+    Attempt, CallError, Context, Effect, EffectDone, EffectResponse, EffectRunner, HookError, HookResult, HttpRequest,
+    Object, Runtime, RuntimeConfig,
 };
 use tokio::sync::mpsc;
 
@@ -19,6 +19,8 @@ struct Notifier;
 #[derive(Serialize, Deserialize)]
 enum Ask {
     Notify(String),
+    /// Enqueue, call another object, then fail.
+    NotifyCallFail(String),
     Done,
 }
 
@@ -37,6 +39,11 @@ impl Object for Notifier {
                 ctx.storage().put("last", &text)?;
                 let key = ctx.enqueue(Effect::Http(HttpRequest::post_json("http://sink.invalid/", &text)));
                 Ok(vec![key])
+            }
+            Ask::NotifyCallFail(text) => {
+                ctx.enqueue(Effect::Http(HttpRequest::post_json("http://sink.invalid/", &text)));
+                ctx.call::<Notifier>("other", Ask::Done).await?;
+                Err(HookError::msg("failed after a call"))
             }
             Ask::Done => Ok(ctx.storage().get("done").await?.unwrap_or_default()),
         }
@@ -166,6 +173,20 @@ async fn pending_effects_survive_a_restart() {
     let (rt, mut attempts) = runtime(backend, 0).await;
     let (body, again, _) = attempts.recv().await.unwrap();
     assert_eq!((body.as_str(), again), ("\"x\"", first_key));
+    rt.wait_for_stats(|s| s.effects_succeeded == 1 && s.outbox_depth == 0)
+        .await;
+    rt.shutdown().await;
+}
+
+/// A call makes the event's writes so far durable, effects included: an effect enqueued before
+/// a call runs even if the hook fails after it.
+#[tokio::test(start_paused = true)]
+async fn an_effect_flushed_by_a_call_runs() {
+    let (rt, mut attempts) = runtime(Arc::new(MemoryBackend::new()), 0).await;
+    let stub = rt.object::<Notifier>("n");
+    let failed = stub.call(Ask::NotifyCallFail("early".into())).await;
+    assert!(matches!(failed, Err(CallError::Failed(_))), "{failed:?}");
+    assert_eq!(attempts.recv().await.unwrap().0, "\"early\"");
     rt.wait_for_stats(|s| s.effects_succeeded == 1 && s.outbox_depth == 0)
         .await;
     rt.shutdown().await;

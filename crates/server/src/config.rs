@@ -320,7 +320,10 @@ impl Config {
             self.hibernate_after.as_millis(),
             self.app_values
                 .iter()
-                .map(|(k, v)| format!("{k} = {v}\n"))
+                .map(|(k, v)| match v {
+                    Value::Null => format!("# {k} is not set\n"),
+                    v => format!("{k} = {v}\n"),
+                })
                 .collect::<String>(),
         )
     }

@@ -11,7 +11,7 @@ use support::*;
 /// Members hear each other, a newcomer gets the backlog, and `ping` is auto-answered.
 #[tokio::test]
 async fn members_talk_and_newcomers_get_the_backlog() {
-    let server = TestServer::start_with(|_| {}, chat_room::extension()).await;
+    let server = TestServer::start_with(|_| {}, chat_room::apps()).await;
     let mut ada = ws(&server.ws_url("/chat/lobby?name=ada")).await;
     let mut bob = ws(&server.ws_url("/chat/lobby?name=bob")).await;
     send(&mut ada, "hello bob").await;

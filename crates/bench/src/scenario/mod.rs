@@ -1,6 +1,7 @@
 //! The scenarios of `switchboard bench`, one module each. `fanout` holds the publish/subscribe
 //! engine that `ramp` reuses step by step.
 
+pub mod chat;
 pub mod durable;
 pub mod fanout;
 pub mod idle;

@@ -25,8 +25,9 @@ impl SocketHandler for ObjectHandler {
 
 impl Gateway {
     /// Upgrades `req` and offers the socket to the object `connector` names. A socket the
-    /// object does not accept is closed with 1008; one whose class is not registered, or whose
-    /// object failed, with 1011 and the reason; 1012 while shutting down.
+    /// object does not accept is closed with 1008; one whose class is not registered with 1011
+    /// and a reason naming the class; one whose object failed with 1011; 1012 while shutting
+    /// down.
     pub(crate) fn connect_object(&self, req: Request, options: SocketOptions, connector: Connector) -> Response {
         self.upgrade(req, options, move |connection| async move {
             let conn = connection.conn.clone();
