@@ -25,8 +25,8 @@ use switchboard_apps::{App, AttachedApp, Host, attach};
 
 use switchboard_runtime::{
     AutoResponse, CappedLog, ConnectInfo, Context, Effect, EffectDone, Frame, HistoryLimits, HookResult, HttpRequest,
-    NewSocket, Object, Position, Publication, RequestMatch, RuntimeBuilder, SocketRef, Subscription, TopicOptions,
-    json_frame,
+    ListOptions, NewSocket, Object, Position, Publication, RequestMatch, RuntimeBuilder, SocketRef, Subscription,
+    TopicOptions, json_frame,
 };
 
 /// Messages a newcomer receives on joining.
@@ -204,22 +204,31 @@ pub struct Spoke {
 
 impl Object for Directory {
     const CLASS: &'static str = "chat_directory";
-    /// `Some` from a room that spoke; `None` to read the counts.
+    /// `Some` from a room that spoke (answered with nothing); `None` to read the counts.
     type Request = Option<Spoke>;
     type Reply = BTreeMap<String, u64>;
 
     async fn start(ctx: &mut Context) -> HookResult<Self> {
+        // One key per room, so that a message costs one small write however many rooms there are.
+        let rooms: Vec<(String, u64)> = ctx.storage().list(ListOptions::prefix("room:")).await?;
         Ok(Directory {
-            rooms: ctx.storage().get("rooms").await?.unwrap_or_default(),
+            rooms: rooms
+                .into_iter()
+                .map(|(key, count)| (key["room:".len()..].to_string(), count))
+                .collect(),
         })
     }
 
     async fn on_request(&mut self, ctx: &mut Context, request: Option<Spoke>) -> HookResult<Self::Reply> {
-        if let Some(Spoke { room }) = request {
-            *self.rooms.entry(room).or_default() += 1;
-            ctx.storage().put("rooms", &self.rooms)?;
+        match request {
+            Some(Spoke { room }) => {
+                let count = self.rooms.entry(room.clone()).or_default();
+                *count += 1;
+                ctx.storage().put(&format!("room:{room}"), count)?;
+                Ok(BTreeMap::new())
+            }
+            None => Ok(self.rooms.clone()),
         }
-        Ok(self.rooms.clone())
     }
 }
 

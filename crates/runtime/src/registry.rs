@@ -1079,12 +1079,12 @@ impl<O: Object> Stub<O> {
         }
         Ok(Some(ObjectSocket {
             rt: self.rt.clone(),
-            target: Target::Remote {
+            target: Target::Remote(Box::new(RemoteObject {
                 cluster,
                 node,
                 class: O::CLASS,
                 name: self.name.clone(),
-            },
+            })),
             conn,
             auto_response,
         }))
@@ -1094,13 +1094,15 @@ impl<O: Object> Stub<O> {
 /// Where an accepted socket's frames go.
 enum Target {
     Local(Arc<dyn AnySlot>),
-    /// The object lives on another node.
-    Remote {
-        cluster: Arc<dyn Cluster>,
-        node: String,
-        class: &'static str,
-        name: Arc<str>,
-    },
+    /// The object lives on another node (boxed: most sockets are local, and small).
+    Remote(Box<RemoteObject>),
+}
+
+struct RemoteObject {
+    cluster: Arc<dyn Cluster>,
+    node: String,
+    class: &'static str,
+    name: Arc<str>,
 }
 
 /// The gateway's handle on an accepted socket: it delivers frames (answering auto-responses
@@ -1130,12 +1132,13 @@ impl ObjectSocket {
                 slot.clone().message(&self.rt, self.conn.clone(), frame, tx);
                 let _ = rx.await;
             }
-            Target::Remote {
-                cluster,
-                node,
-                class,
-                name,
-            } => {
+            Target::Remote(remote) => {
+                let RemoteObject {
+                    cluster,
+                    node,
+                    class,
+                    name,
+                } = &**remote;
                 let message = NodeMessage::SocketFrame {
                     class: class.to_string(),
                     name: name.to_string(),
@@ -1158,12 +1161,13 @@ impl ObjectSocket {
                 slot.clone().close(&self.rt, self.conn.id(), code, reason, tx);
                 let _ = rx.await;
             }
-            Target::Remote {
-                cluster,
-                node,
-                class,
-                name,
-            } => {
+            Target::Remote(remote) => {
+                let RemoteObject {
+                    cluster,
+                    node,
+                    class,
+                    name,
+                } = &**remote;
                 let message = NodeMessage::SocketClosed {
                     class: class.to_string(),
                     name: name.to_string(),

@@ -127,35 +127,220 @@ enum Kind {
     List,
 }
 
-/// Every key, with its kind and a one-line description (the example file says more).
-const KEYS: &[(&str, Kind, &str)] = &[
-    ("listen", Kind::Str, "address:port to serve on"),
-    ("data_dir", Kind::Str, "storage folder"),
-    ("auth_secret", Kind::Str, "Bearer secret of server-side APIs"),
-    ("jwt_secret", Kind::Str, "HS256 secret for client tokens"),
-    ("jwt_public_key", Kind::Str, "PEM public key path for client tokens"),
-    ("cors_origins", Kind::List, "browser origin allow-list"),
-    ("log_format", Kind::Str, "pretty or json"),
-    ("echo_enabled", Kind::Bool, "serve /ws/echo"),
-    ("max_frame_bytes", Kind::Int, "largest WebSocket message"),
-    ("max_body_bytes", Kind::Int, "largest HTTP request body"),
-    ("handshake_timeout_ms", Kind::Int, "request header deadline"),
-    ("body_timeout_ms", Kind::Int, "request body deadline"),
-    (
-        "max_connections_per_ip",
-        Kind::Int,
-        "open connections per client address",
-    ),
-    ("allow_file_origin", Kind::Bool, "accept upgrades from Origin: file://"),
-    ("shutdown_timeout_ms", Kind::Int, "graceful shutdown bound"),
-    ("close_timeout_ms", Kind::Int, "close handshake bound"),
-    ("outbound_queue_frames", Kind::Int, "per-socket queue, frames"),
-    ("outbound_queue_bytes", Kind::Int, "per-socket queue, bytes"),
-    ("durability", Kind::Str, "full or normal"),
-    ("hibernate_after_ms", Kind::Int, "idle time before hibernation"),
-];
+/// One configuration key of the server: its name (the only place it is written), how its text
+/// is read from the environment or a flag, how its value is read into the [`Config`] (with its
+/// default and bounds), and how the effective configuration shows it.
+struct Key {
+    name: &'static str,
+    kind: Kind,
+    read: fn(&Reader, &'static str, &mut Config) -> Result<(), ConfigError>,
+    /// The value as a TOML literal; `None`: not set. Secrets are masked.
+    show: fn(&Config) -> Option<String>,
+}
 
-const SECRET_KEYS: &[&str] = &["auth_secret", "jwt_secret"];
+fn quoted(v: impl fmt::Display) -> Option<String> {
+    Some(format!("{:?}", v.to_string()))
+}
+
+fn masked(s: &Option<Secret>) -> Option<String> {
+    s.as_ref().map(|_| "\"********\"".to_string())
+}
+
+/// Every key of the server itself; apps bring their own (see [`AttachedApp`]).
+const KEYS: &[Key] = &[
+    Key {
+        name: "listen",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            c.listen = r.parse(k, "127.0.0.1:8787", "an address like 127.0.0.1:8787")?;
+            Ok(())
+        },
+        show: |c| quoted(c.listen),
+    },
+    Key {
+        name: "data_dir",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            c.data_dir = PathBuf::from(r.string(k)?.unwrap_or("./switchboard-data".into()));
+            Ok(())
+        },
+        show: |c| quoted(c.data_dir.display()),
+    },
+    Key {
+        name: "auth_secret",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            c.auth_secret = r.secret(k)?;
+            Ok(())
+        },
+        show: |c| masked(&c.auth_secret),
+    },
+    Key {
+        name: "jwt_secret",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            c.jwt_secret = r.secret(k)?;
+            Ok(())
+        },
+        show: |c| masked(&c.jwt_secret),
+    },
+    Key {
+        name: "jwt_public_key",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            c.jwt_public_key = r.string(k)?.map(PathBuf::from);
+            Ok(())
+        },
+        show: |c| c.jwt_public_key.as_ref().and_then(|p| quoted(p.display())),
+    },
+    Key {
+        name: "cors_origins",
+        kind: Kind::List,
+        read: |r, k, c| {
+            c.cors_origins = r.list(k)?;
+            Ok(())
+        },
+        show: |c| Some(format!("{:?}", c.cors_origins)),
+    },
+    Key {
+        name: "log_format",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            let options = [("pretty", LogFormat::Pretty), ("json", LogFormat::Json)];
+            c.log_format = r.choice(k, &options, LogFormat::Pretty)?;
+            Ok(())
+        },
+        show: |c| {
+            quoted(match c.log_format {
+                LogFormat::Pretty => "pretty",
+                LogFormat::Json => "json",
+            })
+        },
+    },
+    Key {
+        name: "echo_enabled",
+        kind: Kind::Bool,
+        read: |r, k, c| {
+            c.echo_enabled = r.boolean(k, true)?;
+            Ok(())
+        },
+        show: |c| Some(c.echo_enabled.to_string()),
+    },
+    Key {
+        name: "max_frame_bytes",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.max_frame_bytes = r.int(k, 1 << 20, 125, 64 << 20)? as usize;
+            Ok(())
+        },
+        show: |c| Some(c.max_frame_bytes.to_string()),
+    },
+    Key {
+        name: "max_body_bytes",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.max_body_bytes = r.int(k, 1 << 20, 1024, 64 << 20)? as usize;
+            Ok(())
+        },
+        show: |c| Some(c.max_body_bytes.to_string()),
+    },
+    Key {
+        name: "handshake_timeout_ms",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.handshake_timeout = r.millis(k, 10_000)?;
+            Ok(())
+        },
+        show: |c| Some(c.handshake_timeout.as_millis().to_string()),
+    },
+    Key {
+        name: "body_timeout_ms",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.body_timeout = r.millis(k, 30_000)?;
+            Ok(())
+        },
+        show: |c| Some(c.body_timeout.as_millis().to_string()),
+    },
+    Key {
+        name: "max_connections_per_ip",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.max_connections_per_ip = r.int(k, 1000, 1, 1_000_000)? as usize;
+            Ok(())
+        },
+        show: |c| Some(c.max_connections_per_ip.to_string()),
+    },
+    Key {
+        name: "allow_file_origin",
+        kind: Kind::Bool,
+        read: |r, k, c| {
+            c.allow_file_origin = r.boolean(k, true)?;
+            Ok(())
+        },
+        show: |c| Some(c.allow_file_origin.to_string()),
+    },
+    Key {
+        name: "shutdown_timeout_ms",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.shutdown_timeout = r.millis(k, 5_000)?;
+            Ok(())
+        },
+        show: |c| Some(c.shutdown_timeout.as_millis().to_string()),
+    },
+    Key {
+        name: "close_timeout_ms",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.close_timeout = r.millis(k, 5_000)?;
+            Ok(())
+        },
+        show: |c| Some(c.close_timeout.as_millis().to_string()),
+    },
+    Key {
+        name: "outbound_queue_frames",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.outbound_queue.max_frames = r.int(k, 1024, 1, 1 << 20)? as usize;
+            Ok(())
+        },
+        show: |c| Some(c.outbound_queue.max_frames.to_string()),
+    },
+    Key {
+        name: "outbound_queue_bytes",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.outbound_queue.max_bytes = r.int(k, 4 << 20, 1024, 1 << 30)? as usize;
+            Ok(())
+        },
+        show: |c| Some(c.outbound_queue.max_bytes.to_string()),
+    },
+    Key {
+        name: "durability",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            let options = [("full", Durability::Full), ("normal", Durability::Normal)];
+            c.durability = r.choice(k, &options, Durability::Full)?;
+            Ok(())
+        },
+        show: |c| {
+            quoted(match c.durability {
+                Durability::Full => "full",
+                Durability::Normal => "normal",
+            })
+        },
+    },
+    Key {
+        name: "hibernate_after_ms",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.hibernate_after = r.millis(k, 10_000)?;
+            Ok(())
+        },
+        show: |c| Some(c.hibernate_after.as_millis().to_string()),
+    },
+];
 
 /// The raw inputs of a configuration, before merging.
 #[derive(Default, Debug)]
@@ -236,102 +421,53 @@ impl Config {
             let json = serde_json::to_value(&value.value).map_err(|e| r.bad(key, e.to_string()))?;
             app_values.insert(key.clone(), json);
         }
-        let listen = r.parse("listen", "127.0.0.1:8787", "an address like 127.0.0.1:8787")?;
-        let cors_origins = r.list("cors_origins")?;
-        Ok(Config {
-            listen,
-            data_dir: PathBuf::from(r.string("data_dir")?.unwrap_or("./switchboard-data".into())),
-            auth_secret: r.secret("auth_secret")?,
-            jwt_secret: r.secret("jwt_secret")?,
-            jwt_public_key: r.string("jwt_public_key")?.map(PathBuf::from),
-            log_format: r.choice(
-                "log_format",
-                &[("pretty", LogFormat::Pretty), ("json", LogFormat::Json)],
-                LogFormat::Pretty,
-            )?,
-            echo_enabled: r.boolean("echo_enabled", true)?,
-            max_frame_bytes: r.int("max_frame_bytes", 1 << 20, 125, 64 << 20)? as usize,
-            max_body_bytes: r.int("max_body_bytes", 1 << 20, 1024, 64 << 20)? as usize,
-            handshake_timeout: r.millis("handshake_timeout_ms", 10_000)?,
-            body_timeout: r.millis("body_timeout_ms", 30_000)?,
-            max_connections_per_ip: r.int("max_connections_per_ip", 1000, 1, 1_000_000)? as usize,
-            allow_file_origin: r.boolean("allow_file_origin", true)?,
-            shutdown_timeout: r.millis("shutdown_timeout_ms", 5_000)?,
-            close_timeout: r.millis("close_timeout_ms", 5_000)?,
-            outbound_queue: QueueLimits {
-                max_frames: r.int("outbound_queue_frames", 1024, 1, 1 << 20)? as usize,
-                max_bytes: r.int("outbound_queue_bytes", 4 << 20, 1024, 1 << 30)? as usize,
-            },
-            durability: r.choice(
-                "durability",
-                &[("full", Durability::Full), ("normal", Durability::Normal)],
-                Durability::Full,
-            )?,
-            hibernate_after: r.millis("hibernate_after_ms", 10_000)?,
-            cors_origins,
+        // Every field but `app_values` is then set by exactly one key of [`KEYS`].
+        let mut config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: PathBuf::new(),
+            auth_secret: None,
+            jwt_secret: None,
+            jwt_public_key: None,
+            log_format: LogFormat::Pretty,
+            echo_enabled: false,
+            max_frame_bytes: 0,
+            max_body_bytes: 0,
+            handshake_timeout: Duration::ZERO,
+            body_timeout: Duration::ZERO,
+            max_connections_per_ip: 0,
+            allow_file_origin: false,
+            shutdown_timeout: Duration::ZERO,
+            close_timeout: Duration::ZERO,
+            outbound_queue: QueueLimits::default(),
+            durability: Durability::Full,
+            hibernate_after: Duration::ZERO,
+            cors_origins: Vec::new(),
             app_values,
-        })
+        };
+        for key in KEYS {
+            (key.read)(&r, key.name, &mut config)?;
+        }
+        Ok(config)
     }
 
-    /// The effective configuration as TOML, secrets masked.
+    /// The effective configuration as TOML, secrets masked: the server's keys, then the apps'.
     pub fn to_masked_toml(&self) -> String {
-        let mask = |key: &str, s: &Option<Secret>| match s {
-            Some(_) => format!("{key} = \"********\""),
-            None => format!("# {key} is not set"),
+        let line = |key: &str, value: Option<String>| match value {
+            Some(v) => format!("{key} = {v}\n"),
+            None => format!("# {key} is not set\n"),
         };
-        let opt_path = |key: &str, p: &Option<PathBuf>| match p {
-            Some(p) => format!("{key} = {:?}", p.display().to_string()),
-            None => format!("# {key} is not set"),
-        };
-        let durability = match self.durability {
-            Durability::Full => "full",
-            Durability::Normal => "normal",
-        };
-        let log_format = match self.log_format {
-            LogFormat::Pretty => "pretty",
-            LogFormat::Json => "json",
-        };
-        format!(
-            "listen = \"{}\"\ndata_dir = {:?}\n{}\n{}\n\
-             {}\ncors_origins = {:?}\nlog_format = \"{}\"\necho_enabled = {}\n\
-             max_frame_bytes = {}\nmax_body_bytes = {}\nhandshake_timeout_ms = {}\n\
-             body_timeout_ms = {}\nmax_connections_per_ip = {}\nallow_file_origin = {}\n\
-             shutdown_timeout_ms = {}\nclose_timeout_ms = {}\noutbound_queue_frames = {}\noutbound_queue_bytes = {}\n\
-             durability = \"{}\"\nhibernate_after_ms = {}\n{}",
-            self.listen,
-            self.data_dir.display().to_string(),
-            mask("auth_secret", &self.auth_secret),
-            mask("jwt_secret", &self.jwt_secret),
-            opt_path("jwt_public_key", &self.jwt_public_key),
-            self.cors_origins,
-            log_format,
-            self.echo_enabled,
-            self.max_frame_bytes,
-            self.max_body_bytes,
-            self.handshake_timeout.as_millis(),
-            self.body_timeout.as_millis(),
-            self.max_connections_per_ip,
-            self.allow_file_origin,
-            self.shutdown_timeout.as_millis(),
-            self.close_timeout.as_millis(),
-            self.outbound_queue.max_frames,
-            self.outbound_queue.max_bytes,
-            durability,
-            self.hibernate_after.as_millis(),
-            self.app_values
-                .iter()
-                .map(|(k, v)| match v {
-                    Value::Null => format!("# {k} is not set\n"),
-                    v => format!("{k} = {v}\n"),
-                })
-                .collect::<String>(),
-        )
+        let server = KEYS.iter().map(|k| line(k.name, (k.show)(self)));
+        let apps = self.app_values.iter().map(|(k, v)| {
+            let shown = (!v.is_null()).then(|| v.to_string());
+            line(k, shown)
+        });
+        server.chain(apps).collect()
     }
 }
 
 fn known_keys(apps: &AppKeys) -> String {
     KEYS.iter()
-        .map(|(k, _, _)| *k)
+        .map(|k| k.name)
         .chain(apps.0.keys().map(String::as_str))
         .collect::<Vec<_>>()
         .join(", ")
@@ -340,8 +476,8 @@ fn known_keys(apps: &AppKeys) -> String {
 fn merge(sources: &Sources, apps: &AppKeys) -> Result<BTreeMap<String, RawValue>, ConfigError> {
     let kind_of = |key: &str| {
         KEYS.iter()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, kind, _)| *kind)
+            .find(|k| k.name == key)
+            .map(|k| k.kind)
             .or_else(|| apps.kind(key))
     };
     let known_keys = || known_keys(apps);
@@ -450,7 +586,6 @@ impl Reader<'_> {
     }
 
     fn secret(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
-        debug_assert!(SECRET_KEYS.contains(&key));
         match self.string(key)? {
             None => Ok(None),
             Some(s) if s.len() < 16 => Err(self.bad(key, "a secret must be at least 16 characters long".into())),

@@ -50,18 +50,16 @@ async fn start_sink() -> (Arc<Sink>, String) {
     (sink, url)
 }
 
-/// The chat example's binary, built beside this test (and built now if it is not yet).
+/// The chat example's binary, beside this test's; brought up to date first (a no-op when
+/// `cargo test` built it already), so the test never runs a stale one.
 fn example() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "switchboard-server", "--example", "chat_room"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the chat example failed");
     let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    let path = deps.parent().unwrap().join("examples").join("chat_room");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "switchboard-server", "--example", "chat_room"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the chat example failed");
-    }
-    path
+    deps.parent().unwrap().join("examples").join("chat_room")
 }
 
 fn start_example(data_dir: &Path, hook: &str) -> ProcessServer {

@@ -150,15 +150,18 @@ async fn topics_one(args: &TopicsArgs, target: &Target, http: &reqwest::Client) 
     bar.finish_and_clear();
     let mut sinks: Vec<Sink> = Vec::with_capacity(args.subscribers);
     let delivered = Arc::new(AtomicU64::new(0));
+    let warm = Arc::new(AtomicU64::new(0));
     let latency = Arc::new(Recorder::default());
     for (i, socket) in sockets.into_iter().enumerate() {
         let (sink, mut stream) = socket.with_context(|| format!("subscriber {i}"))?.split();
         sinks.push(sink);
-        let (delivered, latency) = (delivered.clone(), latency.clone());
+        let (delivered, latency, warm) = (delivered.clone(), latency.clone(), warm.clone());
         tokio::spawn(async move {
             while let Ok(said) = next_said(&mut stream).await {
                 let Some(text) = said["text"].as_str() else { continue };
-                if let Some((_, sent)) = text.split_once(':')
+                if text == "warm-up" {
+                    warm.fetch_add(1, Ordering::Relaxed);
+                } else if let Some((_, sent)) = text.split_once(':')
                     && let Ok(sent_ns) = sent.parse::<u64>()
                 {
                     latency.record(i, clock.now_ns().saturating_sub(sent_ns) / 1000);
@@ -167,6 +170,29 @@ async fn topics_one(args: &TopicsArgs, target: &Target, http: &reqwest::Client) 
             }
         });
     }
+    // A room accepts its sockets one event at a time after their handshakes: a warm-up message
+    // that every subscriber hears says they are all subscribed, so none of the measured ones
+    // waits behind the joining.
+    let speakers = match args.layout {
+        Layout::One => 1,
+        Layout::Many => args.subscribers,
+    };
+    for sink in sinks.iter_mut().take(speakers) {
+        sink.send(Message::text("warm-up")).await.context("warming up")?;
+    }
+    let bar = report::bar(args.subscribers as u64, "warming up");
+    let warming = Instant::now();
+    while (warm.load(Ordering::Relaxed) as usize) < args.subscribers && warming.elapsed() < Duration::from_secs(60) {
+        bar.set_position(warm.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bar.finish_and_clear();
+    anyhow::ensure!(
+        warm.load(Ordering::Relaxed) as usize == args.subscribers,
+        "only {} of {} subscribers heard the warm-up within 60 s",
+        warm.load(Ordering::Relaxed),
+        args.subscribers
+    );
     let heap_after = probe::metric(http, &target.base, heap).await;
     let rss_after = target.sample();
     let total = (args.rate * args.duration).round() as u64;
@@ -321,17 +347,16 @@ async fn effects_one(args: &EffectsArgs, target: &Target, received: &AtomicU64) 
     let cpu_before = target.sample();
     let started = Instant::now();
     let bar = report::bar(args.messages as u64, "effects");
-    let messages = args.messages;
-    let sender = tokio::spawn(async move {
-        for i in 0..messages {
-            if speak.send(Message::text(format!("e{i}"))).await.is_err() {
-                break;
-            }
+    // At most WINDOW messages unacknowledged, so the echoes never outgrow the socket's queue.
+    const WINDOW: usize = 256;
+    let (mut sent, mut acked) = (0, 0);
+    while acked < args.messages {
+        while sent < args.messages && sent - acked < WINDOW {
+            speak.send(Message::text(format!("e{sent}"))).await?;
+            sent += 1;
         }
-        speak
-    });
-    for _ in 0..args.messages {
         next_said(&mut heard).await?;
+        acked += 1;
     }
     let acked_s = started.elapsed().as_secs_f64();
     let want = base + args.messages as u64;
@@ -342,7 +367,6 @@ async fn effects_one(args: &EffectsArgs, target: &Target, received: &AtomicU64) 
     bar.finish_and_clear();
     let done_s = started.elapsed().as_secs_f64();
     let cpu = cpu_between(cpu_before, target.sample());
-    let mut speak = sender.await?;
     let _ = speak.close().await;
     let got = received.load(Ordering::Relaxed) - base;
     Ok(merge(

@@ -127,9 +127,14 @@ enum Admit {
 }
 
 impl Limits {
-    fn new(options: &SocketOptions) -> Self {
+    /// The limits `options` set; `None` when they set none (most routes), so that a socket
+    /// without limits carries none of their room.
+    fn new(options: &SocketOptions) -> Option<Box<Self>> {
+        if options.idle_timeout.is_none() && options.lifetime.is_none() && options.rate_limit.is_none() {
+            return None;
+        }
         let now = Instant::now();
-        Limits {
+        Some(Box::new(Limits {
             idle: options.idle_timeout.map(|d| (d, now + d)),
             warning: options.lifetime.as_ref().and_then(|l| {
                 l.warning
@@ -143,6 +148,21 @@ impl Limits {
                 at: now,
                 excess: 0,
             }),
+        }))
+    }
+
+    /// A deadline came: closes the socket or sends the lifetime's warning.
+    fn due(&mut self, conn: &SocketConn) {
+        let now = Instant::now();
+        if self.end.is_some_and(|at| at <= now) {
+            conn.close(close::LIFETIME_OVER, "connection lifetime over");
+            self.end = None;
+        } else if self.idle.is_some_and(|(_, at)| at <= now) {
+            conn.close(close::GOING_AWAY, "idle timeout");
+            self.idle = None;
+        } else if self.warning.as_ref().is_some_and(|(at, _)| *at <= now) {
+            let (_, frame) = self.warning.take().expect("checked");
+            let _ = conn.send(frame);
         }
     }
 
@@ -193,7 +213,7 @@ async fn read_loop<H: SocketHandler>(
     mut handler: H,
     shutdown: CancellationToken,
     close_timeout: Duration,
-    mut limits: Limits,
+    mut limits: Option<Box<Limits>>,
     runtime: Runtime,
 ) {
     let open = metrics::gauge!("switchboard_connections_open");
@@ -208,15 +228,11 @@ async fn read_loop<H: SocketHandler>(
     tokio::pin!(server_stopping, close_asked);
     let mut restart_sent = false;
     loop {
+        // One timer: the close handshake's deadline once a close is under way, else the
+        // route's next limit.
+        let wake_at = close_deadline.or_else(|| limits.as_ref().and_then(|l| l.next_deadline()));
         let deadline = async {
-            match close_deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        let limit = limits.next_deadline().filter(|_| close_deadline.is_none());
-        let limit_due = async {
-            match limit {
+            match wake_at {
                 Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
@@ -246,7 +262,7 @@ async fn read_loop<H: SocketHandler>(
                     None => break,
                 };
                 frames_in.increment(1);
-                match limits.frame_in() {
+                match limits.as_mut().map_or(Admit::Pass, |l| l.frame_in()) {
                     // The handler's futures are boxed so that this long-lived task does not
                     // carry room for them between frames (a task is as big as its largest state).
                     Admit::Pass => Box::pin(handler.on_frame(&conn, frame)).await,
@@ -256,19 +272,6 @@ async fn read_loop<H: SocketHandler>(
                         }
                     }
                     Admit::Close => conn.close(close::POLICY, "rate limit exceeded"),
-                }
-            },
-            _ = limit_due => {
-                let now = Instant::now();
-                if limits.end.is_some_and(|at| at <= now) {
-                    conn.close(close::LIFETIME_OVER, "connection lifetime over");
-                    limits.end = None;
-                } else if limits.idle.is_some_and(|(_, at)| at <= now) {
-                    conn.close(close::GOING_AWAY, "idle timeout");
-                    limits.idle = None;
-                } else if limits.warning.as_ref().is_some_and(|(at, _)| *at <= now) {
-                    let (_, frame) = limits.warning.take().expect("checked");
-                    let _ = conn.send(frame);
                 }
             },
             _ = &mut server_stopping, if !restart_sent => {
@@ -285,8 +288,13 @@ async fn read_loop<H: SocketHandler>(
                 close_deadline.get_or_insert(tokio::time::Instant::now() + close_timeout);
             }
             _ = deadline => {
-                tracing::debug!(socket = %conn.id(), "close handshake timed out; dropping the connection");
-                break;
+                if close_deadline.is_some() {
+                    tracing::debug!(socket = %conn.id(), "close handshake timed out; dropping the connection");
+                    break;
+                }
+                if let Some(limits) = limits.as_mut() {
+                    limits.due(&conn);
+                }
             }
         }
     }
