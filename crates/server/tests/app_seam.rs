@@ -61,6 +61,8 @@ type Seen = Arc<Mutex<Vec<u16>>>;
 
 struct Probe {
     seen: Seen,
+    /// What the start hook's background work does: "started", then "stopped".
+    lifecycle: tokio::sync::mpsc::UnboundedSender<&'static str>,
 }
 
 impl App for Probe {
@@ -69,6 +71,17 @@ impl App for Probe {
 
     fn register(&self, _config: &(), builder: RuntimeBuilder) -> RuntimeBuilder {
         builder.class::<Parrot>()
+    }
+
+    fn start(&self, _config: &(), host: Host, shutdown: tokio_util::sync::CancellationToken) {
+        let lifecycle = self.lifecycle.clone();
+        let _ = lifecycle.send("started");
+        // Background work holds a runtime handle, as a reader loop would, until shutdown.
+        tokio::spawn(async move {
+            let _runtime = host.runtime().clone();
+            shutdown.cancelled().await;
+            let _ = lifecycle.send("stopped");
+        });
     }
 
     fn routes(&self, _config: &()) -> Router<Host> {
@@ -135,7 +148,14 @@ async fn token(State(host): State<Host>, Query(q): Query<BTreeMap<String, String
 }
 
 async fn start(seen: &Seen) -> TestServer {
-    let apps = vec![attach(Probe { seen: seen.clone() })];
+    start_probe(seen, &tokio::sync::mpsc::unbounded_channel().0).await
+}
+
+async fn start_probe(seen: &Seen, lifecycle: &tokio::sync::mpsc::UnboundedSender<&'static str>) -> TestServer {
+    let apps = vec![attach(Probe {
+        seen: seen.clone(),
+        lifecycle: lifecycle.clone(),
+    })];
     TestServer::start_with(
         |c| c.jwt_secret = Some(switchboard_server::config::Secret::new("jwt-secret-of-enough-length")),
         apps,
@@ -263,4 +283,19 @@ async fn unknown_class_is_closed_clearly() {
     assert_eq!(u16::from(close.code), 1011);
     assert!(close.reason.contains("ghost"), "{}", close.reason);
     server.stop().await;
+}
+
+/// An app's start hook runs once the server serves, and its background work sees the
+/// shutdown token cancelled when the server stops.
+#[tokio::test]
+async fn start_hook_runs_and_hears_shutdown() {
+    let (tx, mut lifecycle) = tokio::sync::mpsc::unbounded_channel();
+    let server = start_probe(&Seen::default(), &tx).await;
+    assert_eq!(lifecycle.recv().await, Some("started"));
+    server.stop().await;
+    let stopped = tokio::time::timeout(WAIT, lifecycle.recv()).await;
+    assert_eq!(
+        stopped.expect("the background work heard the shutdown"),
+        Some("stopped")
+    );
 }
