@@ -47,6 +47,9 @@ pub enum Scenario {
     Recovery(scenario::chat::RecoveryArgs),
     /// Durable effects: chat messages POSTed to a webhook this bench serves; effects per second.
     Effects(scenario::chat::EffectsArgs),
+    /// The kernel's floor: one write() of a frame per socket at the fan-out's shape and rate,
+    /// from a thread that does nothing else; CPU per delivery to compare fan-out rows with.
+    Floor(scenario::floor::FloorArgs),
     /// A minimal broadcast server on the same WebSocket library, to compare fan-out against.
     BaselineServer(baseline::BaselineArgs),
 }
@@ -65,6 +68,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Topics(a) => a.common.format,
         Scenario::Recovery(a) => a.common.format,
         Scenario::Effects(a) => a.common.format,
+        Scenario::Floor(a) => a.format,
         Scenario::BaselineServer(_) => unreachable!("served above"),
     };
     let report = measure(args).await?;
@@ -83,6 +87,7 @@ pub async fn measure(args: BenchArgs) -> anyhow::Result<Report> {
         Scenario::Topics(a) => scenario::chat::topics(a).await,
         Scenario::Recovery(a) => scenario::chat::recovery(a).await,
         Scenario::Effects(a) => scenario::chat::effects(a).await,
+        Scenario::Floor(a) => scenario::floor::run(a).await,
         Scenario::BaselineServer(_) => {
             anyhow::bail!("baseline-server is a server, not a measurement: use `run`, or `baseline::serve`")
         }

@@ -52,7 +52,7 @@ fn rss_kib(status: &str) -> Option<u64> {
 
 /// `sysconf(_SC_CLK_TCK)`, asked of `getconf` (the workspace forbids unsafe code, and so the
 /// libc call); 100 on every Linux this runs on if that fails.
-fn clock_ticks_per_second() -> f64 {
+pub(crate) fn clock_ticks_per_second() -> f64 {
     static TICKS: OnceLock<f64> = OnceLock::new();
     *TICKS.get_or_init(|| {
         std::process::Command::new("getconf")

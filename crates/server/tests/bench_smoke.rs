@@ -197,3 +197,72 @@ async fn every_scenario_measures_real_work() {
     let _ = stop_baseline.send(());
     baseline.await.unwrap();
 }
+
+#[allow(dead_code)] // The example's `main` is not used here.
+#[path = "../../../examples/chat_room.rs"]
+mod chat_room;
+
+/// The topic scenarios against the chat example served in-process, and the kernel's floor: each
+/// reports real work — every delivery expected arrived, recovery got all it missed, every effect
+/// reached the webhook, every floor frame was drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_scenarios_and_floor_measure_real_work() {
+    let sink = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let hook = format!("http://{sink}/hook");
+    let server = support::TestServer::start_with(
+        |c| {
+            c.app_values.insert("chat_webhook_url".into(), hook.clone().into());
+        },
+        chat_room::apps(),
+    )
+    .await;
+    let url = server.url("");
+    let common = vec!["--url".to_string(), url];
+    let one = &bench(
+        "topics",
+        &common,
+        &["--subscribers", "40", "--rate", "5", "--duration", "1"],
+    )
+    .await
+    .results[0];
+    assert_eq!((int(&one["delivered"]), int(&one["expected"])), (200, 200), "{one}");
+    let many = &bench(
+        "topics",
+        &common,
+        &[
+            "--layout",
+            "many",
+            "--subscribers",
+            "40",
+            "--rate",
+            "40",
+            "--duration",
+            "1",
+        ],
+    )
+    .await
+    .results[0];
+    assert_eq!((int(&many["delivered"]), int(&many["expected"])), (40, 40), "{many}");
+    let recovery = &bench("recovery", &common, &["--missed", "20", "--rounds", "2"])
+        .await
+        .results[0];
+    assert!(recovery["catch_up_ms_median"].as_f64().unwrap() > 0.0, "{recovery}");
+    let effects = &bench("effects", &common, &["--messages", "100", "--sink", &sink.to_string()])
+        .await
+        .results[0];
+    assert_eq!(int(&effects["effects_received"]), 100, "{effects}");
+    server.stop().await;
+
+    let floor = &bench(
+        "floor",
+        &[],
+        &["--subscribers", "20", "--rate", "20", "--duration", "1"],
+    )
+    .await
+    .results[0];
+    assert_eq!(int(&floor["frames_written"]), 400, "{floor}");
+    assert_eq!(int(&floor["frames_delivered"]), 400, "{floor}");
+}

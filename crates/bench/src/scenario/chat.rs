@@ -331,7 +331,7 @@ pub async fn effects(args: EffectsArgs) -> anyhow::Result<Report> {
     let listener = tokio::net::TcpListener::bind(&args.sink)
         .await
         .with_context(|| format!("cannot serve the webhook on {}", args.sink))?;
-    let received = Arc::new(AtomicU64::new(0));
+    let received: Received = Arc::default();
     tokio::spawn(serve_sink(listener, received.clone()));
     let mut results = Vec::new();
     for target in &targets {
@@ -340,10 +340,13 @@ pub async fn effects(args: EffectsArgs) -> anyhow::Result<Report> {
     Ok(Report::new("effects", &args, results))
 }
 
-async fn effects_one(args: &EffectsArgs, target: &Target, received: &AtomicU64) -> anyhow::Result<Value> {
+/// POSTs the webhook received, by room (effects of other rooms may still be retrying).
+type Received = Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>;
+
+async fn effects_one(args: &EffectsArgs, target: &Target, received: &Received) -> anyhow::Result<Value> {
     let room = run_id("effects");
     let (mut speak, mut heard) = join(target, &room, "speaker", "", None).await?.split();
-    let base = received.load(Ordering::Relaxed);
+    let count = || received.lock().expect("sink lock").get(&room).copied().unwrap_or(0);
     let cpu_before = target.sample();
     let started = Instant::now();
     let bar = report::bar(args.messages as u64, "effects");
@@ -359,16 +362,16 @@ async fn effects_one(args: &EffectsArgs, target: &Target, received: &AtomicU64) 
         acked += 1;
     }
     let acked_s = started.elapsed().as_secs_f64();
-    let want = base + args.messages as u64;
-    while received.load(Ordering::Relaxed) < want && started.elapsed() < Duration::from_secs(120) {
-        bar.set_position(received.load(Ordering::Relaxed) - base);
+    let want = args.messages as u64;
+    while count() < want && started.elapsed() < Duration::from_secs(120) {
+        bar.set_position(count());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bar.finish_and_clear();
     let done_s = started.elapsed().as_secs_f64();
     let cpu = cpu_between(cpu_before, target.sample());
     let _ = speak.close().await;
-    let got = received.load(Ordering::Relaxed) - base;
+    let got = count();
     Ok(merge(
         target.describe(),
         json!({
@@ -382,8 +385,9 @@ async fn effects_one(args: &EffectsArgs, target: &Target, received: &AtomicU64) 
     ))
 }
 
-/// Answers every request 200 and counts them.
-async fn serve_sink(listener: tokio::net::TcpListener, received: Arc<AtomicU64>) {
+/// Answers every request 200 and counts them by the `room` of their JSON body.
+async fn serve_sink(listener: tokio::net::TcpListener, received: Received) {
+    use http_body_util::BodyExt;
     use hyper::service::service_fn;
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -391,9 +395,21 @@ async fn serve_sink(listener: tokio::net::TcpListener, received: Arc<AtomicU64>)
         };
         let received = received.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
-                received.fetch_add(1, Ordering::Relaxed);
-                async {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let received = received.clone();
+                async move {
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let room = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v["room"].as_str().map(String::from));
+                    if let Some(room) = room {
+                        *received.lock().expect("sink lock").entry(room).or_default() += 1;
+                    }
                     Ok::<_, std::convert::Infallible>(
                         hyper::Response::new(http_body_util::Empty::<bytes::Bytes>::new()),
                     )

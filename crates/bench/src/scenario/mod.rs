@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod durable;
 pub mod fanout;
+pub mod floor;
 pub mod idle;
 pub mod ramp;
 pub mod wake;

@@ -1,0 +1,160 @@
+//! `floor`: what the kernel charges to deliver one frame over loopback TCP, the cost no server
+//! can go under. A sender thread does nothing but one `write()` of the same small WebSocket
+//! frame per socket at the given rate, over as many sockets as a fan-out run has, while this
+//! process's other threads drain them. The sender's own CPU time (from
+//! `/proc/thread-self/stat`, which on loopback includes the receiving side's TCP work done in its
+//! `write()`s) divided by the frames delivered is the floor a fan-out row is compared with.
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+
+use crate::client::Sources;
+use crate::report::{self, Format, Report};
+use crate::target::round3;
+
+/// Flags of `floor`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct FloorArgs {
+    /// Sockets written to (the fan-out's subscribers).
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Frames per second to every socket (the fan-out's publish rate).
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Bytes of each frame on the wire, header included (a display update is about 110).
+    #[arg(long, default_value_t = 110)]
+    pub frame: usize,
+    /// Output: one JSON line, or a table for people.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    #[serde(skip)]
+    pub format: Format,
+}
+
+/// An unmasked WebSocket text frame of exactly `len` bytes (2 to 125 + 2).
+fn frame(len: usize, seq: u64) -> Vec<u8> {
+    let payload = len.clamp(2, 127) - 2;
+    let mut text = format!("{{\"seq\":{seq}}}");
+    text.truncate(payload);
+    while text.len() < payload {
+        text.push(' ');
+    }
+    let mut out = vec![0x81, payload as u8];
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// CPU seconds of the calling thread.
+fn thread_cpu_s() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").context("cannot read /proc/thread-self/stat")?;
+    let rest = &stat[stat.rfind(')').context("unexpected stat format")? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok(ticks as f64 / crate::probe::clock_ticks_per_second())
+}
+
+/// Accepts `n` sockets, then writes one frame to each at `rate` for `duration`; returns its CPU
+/// seconds while sending and how many frames it wrote.
+fn send(listener: TcpListener, args: FloorArgs) -> anyhow::Result<(f64, u64)> {
+    let mut sockets: Vec<TcpStream> = Vec::with_capacity(args.subscribers);
+    for _ in 0..args.subscribers {
+        let (s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        sockets.push(s);
+    }
+    let ticks = (args.rate * args.duration).round() as u64;
+    let started = Instant::now();
+    let cpu_before = thread_cpu_s()?;
+    let mut written = 0;
+    for seq in 0..ticks {
+        let at = started + Duration::from_secs_f64(seq as f64 / args.rate);
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let bytes = frame(args.frame, seq);
+        for socket in &mut sockets {
+            socket.write_all(&bytes)?;
+            written += 1;
+        }
+    }
+    Ok((thread_cpu_s()? - cpu_before, written))
+}
+
+/// Runs the floor: a sender thread, and this process draining every socket.
+pub async fn run(args: FloorArgs) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        args.subscribers > 0 && args.rate > 0.0 && args.duration > 0.0 && (4..=127).contains(&args.frame),
+        "--subscribers, --rate and --duration must be positive, --frame 4 to 127 bytes"
+    );
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let sender = {
+        let args = args.clone();
+        std::thread::Builder::new()
+            .name("floor-sender".into())
+            .spawn(move || send(listener, args))?
+    };
+    let sources = Sources::new(args.subscribers as u64);
+    let received = Arc::new(AtomicU64::new(0));
+    let bar = report::bar(args.subscribers as u64, "connecting");
+    for i in 0..args.subscribers {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(sources.of(i as u64).into(), 0))?;
+        let mut stream = socket.connect(addr).await.context("connecting to the sender")?;
+        let received = received.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                received.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (cpu_s, written) = tokio::task::spawn_blocking(move || sender.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the sender thread panicked"))??;
+    let expected_bytes = written * args.frame as u64;
+    let drain = Instant::now();
+    while received.load(Ordering::Relaxed) < expected_bytes && drain.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let delivered = received.load(Ordering::Relaxed) / args.frame as u64;
+    let result = json!({
+        "server": "floor",
+        "frames_written": written,
+        "frames_delivered": delivered,
+        "sender_cpu_s": round3(cpu_s),
+        "us_per_delivery": round3(cpu_s * 1e6 / written.max(1) as f64),
+        "deliveries_per_cpu_s": round3(written as f64 / cpu_s.max(1e-9)),
+    });
+    Ok(Report::new("floor", &args, vec![result]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames have the asked length and a valid header.
+    #[test]
+    fn frames_are_exact() {
+        for len in [4, 110, 127] {
+            let f = frame(len, 12345);
+            assert_eq!(f.len(), len);
+            assert_eq!((f[0], f[1] as usize), (0x81, len - 2));
+        }
+    }
+}
