@@ -1,12 +1,12 @@
-//! Durable effects across a crash: the chat example (`examples/chat_room.rs`) POSTs every message
-//! to a webhook as an effect; killed with SIGKILL under load and started again, every message
-//! its speaker saw acknowledged reaches the webhook at least once, in order, with one
-//! idempotency key per message however often it is retried.
+//! Durable effects across a crash: the chat example (`examples/chat_room.rs`), served by a child
+//! process, POSTs every message to a webhook as an effect; killed with SIGKILL under load and
+//! started again, every message its speaker saw acknowledged reaches the webhook at least once,
+//! in order, with one idempotency key per message however often it is retried.
 
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -50,26 +50,51 @@ async fn start_sink() -> (Arc<Sink>, String) {
     (sink, url)
 }
 
-/// The chat example's binary, beside this test's; brought up to date first (a no-op when
-/// `cargo test` built it already), so the test never runs a stale one.
-fn example() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "switchboard-server", "--example", "chat_room"])
-        .status()
+#[allow(dead_code)] // The example's `main` is not used here.
+#[path = "../../../examples/chat_room.rs"]
+mod chat_room;
+
+/// Set in the child process that serves the chat example (not a `SWITCHBOARD_*` name: those
+/// are configuration keys).
+const CHILD: &str = "CHAT_CRASH_CHILD";
+
+/// The server the test below kills: this test binary run again as a child, serving the chat
+/// example until it is killed. Run without [`CHILD`] set (as every test run does), it returns
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_server_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    use switchboard_server::config::{Config, Sources};
+    let apps = || {
+        let mut all = switchboard_apps::builtin();
+        all.extend(chat_room::apps());
+        all
+    };
+    let config = Config::load_for(&Sources::from_process(None, Vec::new()), &apps()).unwrap();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let serving = switchboard_server::Serving {
+        apps: apps(),
+        cluster: None,
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = switchboard_server::start_with(config, listener, shutdown, serving)
+        .await
         .unwrap();
-    assert!(status.success(), "building the chat example failed");
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    deps.parent().unwrap().join("examples").join("chat_room")
+    // What `ProcessServer` waits for: a JSON log line with the address.
+    eprintln!("{}", serde_json::json!({"fields": {"addr": server.addr.to_string()}}));
+    std::future::pending::<()>().await;
 }
 
 fn start_example(data_dir: &Path, hook: &str) -> ProcessServer {
-    let mut cmd = Command::new(example());
-    cmd.env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "chat_server_child", "--nocapture"])
+        .env(CHILD, "1")
+        .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
         .env("SWITCHBOARD_DATA_DIR", data_dir)
-        .env("SWITCHBOARD_LOG_FORMAT", "json")
         .env("SWITCHBOARD_AUTH_SECRET", SECRET)
-        .env("SWITCHBOARD_CHAT_WEBHOOK_URL", hook)
-        .env("RUST_LOG", "info");
+        .env("SWITCHBOARD_CHAT_WEBHOOK_URL", hook);
     ProcessServer::spawn_command(cmd)
 }
 
