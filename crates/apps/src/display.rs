@@ -35,12 +35,17 @@ pub struct Displays;
 pub struct DisplayConfig {
     /// Entries kept in each session's `transcriptions` and `displayUpdates`. Default: 100.
     pub display_list_limit: usize,
+    /// Largest a session's state may grow, in bytes of JSON: an update that would make it
+    /// larger is refused (413) and nothing is stored, so `initial_state` always fits a display.
+    /// Default: 1 MiB.
+    pub display_state_max_bytes: usize,
 }
 
 impl Default for DisplayConfig {
     fn default() -> Self {
         DisplayConfig {
             display_list_limit: 100,
+            display_state_max_bytes: 1 << 20,
         }
     }
 }
@@ -75,25 +80,40 @@ struct Meta {
 struct List {
     log: CappedLog,
     entries: VecDeque<Value>,
+    /// Bytes of JSON of the entries, for the state's size bound.
+    bytes: usize,
 }
 
 impl List {
     async fn open(ctx: &mut Context, prefix: &str, limit: usize) -> HookResult<Self> {
         let log = CappedLog::open(ctx.storage(), prefix, limit).await?;
-        let entries = log
+        let entries: VecDeque<Value> = log
             .all::<Value>(ctx.storage())
             .await?
             .into_iter()
             .map(|(_, v)| v)
             .collect();
-        Ok(List { log, entries })
+        let bytes = entries.iter().map(json_len).sum();
+        Ok(List { log, entries, bytes })
+    }
+
+    /// How many bytes the list would grow by with `value` pushed (it may shrink).
+    fn growth(&self, value: &Value, limit: usize) -> isize {
+        let dropped = if self.entries.len() >= limit {
+            self.entries.front().map_or(0, json_len)
+        } else {
+            0
+        };
+        json_len(value) as isize - dropped as isize
     }
 
     fn push(&mut self, ctx: &mut Context, value: Value, limit: usize) -> HookResult {
         self.log.append(ctx.storage(), &value)?;
+        self.bytes += json_len(&value);
         self.entries.push_back(value);
         while self.entries.len() > limit {
-            self.entries.pop_front();
+            let dropped = self.entries.pop_front().expect("longer than the limit");
+            self.bytes -= json_len(&dropped);
         }
         Ok(())
     }
@@ -101,6 +121,7 @@ impl List {
     fn clear(&mut self) {
         self.log.reset();
         self.entries.clear();
+        self.bytes = 0;
     }
 }
 
@@ -182,6 +203,21 @@ impl Object for Session {
                     return Ok(Err(self.not_initialised()));
                 };
                 let limit = list_limit(ctx);
+                let max = ctx
+                    .setting::<DisplayConfig>()
+                    .map_or(1 << 20, |c| c.display_state_max_bytes);
+                let size = json_len(&meta.current_order) + self.transcriptions.bytes + self.display_updates.bytes;
+                let growth = match Slot::for_type(&kind) {
+                    Slot::CurrentOrder => json_len(&update) as isize - json_len(&meta.current_order) as isize,
+                    Slot::Transcriptions => self.transcriptions.growth(&update, limit),
+                    Slot::DisplayUpdates => self.display_updates.growth(&update, limit),
+                };
+                let after = size.saturating_add_signed(growth);
+                if growth > 0 && after > max {
+                    return Ok(Err(Refusal::TooLarge(format!(
+                        "this update would make the session's state {after} bytes, over its limit of {max}; nothing was stored"
+                    ))));
+                }
                 match Slot::for_type(&kind) {
                     Slot::CurrentOrder => meta.current_order = update.clone(),
                     Slot::Transcriptions => self.transcriptions.push(ctx, update.clone(), limit)?,
@@ -214,6 +250,11 @@ impl Object for Session {
         );
         Ok(())
     }
+}
+
+/// Bytes of `value` as JSON.
+fn json_len(value: &Value) -> usize {
+    serde_json::to_vec(value).map_or(0, |v| v.len())
 }
 
 fn list_limit(ctx: &Context) -> usize {

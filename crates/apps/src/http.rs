@@ -56,6 +56,8 @@ pub enum Refusal {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl From<Refusal> for ApiError {
@@ -64,6 +66,7 @@ impl From<Refusal> for ApiError {
             Refusal::BadRequest(m) => ApiError::bad_request(m),
             Refusal::NotFound(m) => ApiError::not_found(m),
             Refusal::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            Refusal::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),
         }
     }
 }

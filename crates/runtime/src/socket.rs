@@ -243,7 +243,10 @@ impl SocketConn {
             return Ok(());
         }
         let bytes = out.bytes + frame.len();
-        let full = out.frames.len() >= self.limits.max_frames || bytes > self.limits.max_bytes;
+        // A frame into an empty queue is always taken, however big: a socket's first frame (a
+        // large initial state) must not close it as a slow consumer.
+        let full =
+            !out.frames.is_empty() && (out.frames.len() >= self.limits.max_frames || bytes > self.limits.max_bytes);
         if full && *delivery != Delivery::Reliable {
             metrics::counter!("switchboard_outbound_frames_dropped_total").increment(1);
             return Err(SendError::Dropped);
@@ -411,6 +414,15 @@ mod tests {
                 reason: "slow consumer".into()
             })
         );
+    }
+
+    /// A frame larger than the byte bound is taken into an empty queue (a first frame never
+    /// trips the bound); the next one then does.
+    #[tokio::test]
+    async fn a_big_first_frame_is_taken() {
+        let c = conn(10, 10);
+        c.send(Frame::text("x".repeat(100))).unwrap();
+        assert_eq!(c.send(Frame::text("y")), Err(SendError::SlowConsumer));
     }
 
     /// The byte bound counts payload bytes, and draining frees them.

@@ -294,3 +294,38 @@ async fn display_before_init_gets_state_on_init() {
     assert_eq!(next_json(&mut display).await["state"]["tenantId"], "t");
     server.stop().await;
 }
+
+/// A session's state is bounded: an update that would outgrow `display_state_max_bytes` is
+/// 413 and stores nothing; and a display whose `initial_state` is bigger than its socket's
+/// queue bound still gets it (a first frame never trips the slow-consumer bound).
+#[tokio::test]
+async fn state_growth_is_bounded_and_always_shown() {
+    let server = TestServer::start_with(
+        |c| {
+            c.app_values.insert("display_state_max_bytes".into(), 3000.into());
+            c.outbound_queue.max_bytes = 1024;
+        },
+        vec![],
+    )
+    .await;
+    init(&server, "big", "t1").await;
+    let text = "x".repeat(1500);
+    let (status, _) = update(&server, "big", json!({"type": "transcription", "text": text})).await;
+    assert_eq!(status, 200);
+    let (status, reply) = update(&server, "big", json!({"type": "transcription", "text": text})).await;
+    assert_eq!(status, 413, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("nothing was stored"),
+        "{reply}"
+    );
+    let (_, state) = get_json(&url(&server, "big", "state")).await;
+    assert_eq!(state["transcriptions"].as_array().unwrap().len(), 1);
+    let mut display = ws(&server.ws_url("/session/big/display")).await;
+    let first = next_json(&mut display).await;
+    assert_eq!(first["type"], "initial_state");
+    assert_eq!(
+        first["state"]["transcriptions"][0]["text"].as_str().map(str::len),
+        Some(1500)
+    );
+    server.stop().await;
+}
