@@ -182,6 +182,10 @@ pub struct SocketOptions {
     pub lifetime: Option<Lifetime>,
     /// A socket with no frame from its client for this long is closed (1001). Default: none.
     pub idle_timeout: Option<Duration>,
+    /// After this long with nothing from the client, the server pings it, and closes it (1001)
+    /// if nothing comes within the server's `ping_timeout_ms`; zero turns pings off. Default: the
+    /// server's `ping_interval_ms`.
+    pub ping_interval: Option<Duration>,
     /// The subprotocol to echo when the client offers it (`Sec-WebSocket-Protocol`).
     pub subprotocol: Option<String>,
 }

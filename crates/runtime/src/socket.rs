@@ -180,6 +180,7 @@ struct Outbound {
     /// queue at once, so positions stay valid until then; empty (unallocated) for most sockets.
     latest: Vec<(Arc<str>, usize)>,
     bytes: usize,
+    ping: bool,
     close: Option<CloseReason>,
 }
 
@@ -198,6 +199,8 @@ pub struct SocketConn {
 
 /// What the writer owes the client next: frames in order, then possibly a close.
 pub struct Batch {
+    /// A WebSocket ping to send first (asked for with [`SocketConn::ping`]).
+    pub ping: bool,
     pub frames: VecDeque<Frame>,
     pub close: Option<CloseReason>,
 }
@@ -297,6 +300,12 @@ impl SocketConn {
         self.closing.notify_waiters();
     }
 
+    /// Asks the writer to send a WebSocket ping (the gateway's check that the peer is alive).
+    pub fn ping(&self) {
+        self.outbound.lock().expect("socket queue poisoned").ping = true;
+        self.ready.notify_one();
+    }
+
     /// Resolves once a close has been asked for.
     pub async fn closing(&self) {
         loop {
@@ -321,10 +330,11 @@ impl SocketConn {
             let notified = self.ready.notified();
             {
                 let mut out = self.outbound.lock().expect("socket queue poisoned");
-                if !out.frames.is_empty() || out.close.is_some() {
+                if !out.frames.is_empty() || out.close.is_some() || out.ping {
                     out.bytes = 0;
                     out.latest.clear();
                     return Batch {
+                        ping: std::mem::take(&mut out.ping),
                         frames: std::mem::take(&mut out.frames),
                         close: out.close.clone(),
                     };

@@ -62,6 +62,12 @@ pub struct Config {
     /// Time a socket has, once a close is asked for, to send its close frame and hear the
     /// peer's; after it the connection is dropped. Default: 5 s.
     pub close_timeout: Duration,
+    /// Time with nothing from a socket's client after which the server pings it (a route may
+    /// set its own); zero: never. Default: 30 s.
+    pub ping_interval: Duration,
+    /// Time a pinged client has to send anything back before its socket is closed (1001).
+    /// Default: 10 s.
+    pub ping_timeout: Duration,
     /// Bounds of each socket's outbound queue. Default: 1024 frames, 4 MiB.
     pub outbound_queue: QueueLimits,
     /// Storage durability: `full` (fsync before outputs are released) or `normal`.
@@ -299,6 +305,24 @@ const KEYS: &[Key] = &[
         show: |c| Some(c.close_timeout.as_millis().to_string()),
     },
     Key {
+        name: "ping_interval_ms",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.ping_interval = Duration::from_millis(r.int(k, 30_000, 0, 24 * 3600 * 1000)? as u64);
+            Ok(())
+        },
+        show: |c| Some(c.ping_interval.as_millis().to_string()),
+    },
+    Key {
+        name: "ping_timeout_ms",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.ping_timeout = r.millis(k, 10_000)?;
+            Ok(())
+        },
+        show: |c| Some(c.ping_timeout.as_millis().to_string()),
+    },
+    Key {
         name: "outbound_queue_frames",
         kind: Kind::Int,
         read: |r, k, c| {
@@ -438,6 +462,8 @@ impl Config {
             allow_file_origin: false,
             shutdown_timeout: Duration::ZERO,
             close_timeout: Duration::ZERO,
+            ping_interval: Duration::ZERO,
+            ping_timeout: Duration::ZERO,
             outbound_queue: QueueLimits::default(),
             durability: Durability::Full,
             hibernate_after: Duration::ZERO,

@@ -61,6 +61,7 @@ pub struct Connection {
     close_timeout: Duration,
     tracker: TaskTracker,
     options: SocketOptions,
+    heartbeat: Option<Heartbeat>,
 }
 
 impl Connection {
@@ -77,6 +78,10 @@ impl Connection {
             shutdown: gateway.shutdown.clone(),
             close_timeout: gateway.config.close_timeout,
             tracker: gateway.sockets.clone(),
+            heartbeat: Heartbeat::new(
+                options.ping_interval.unwrap_or(gateway.config.ping_interval),
+                gateway.config.ping_timeout,
+            ),
             options,
         }
     }
@@ -95,10 +100,71 @@ impl Connection {
             handler,
             self.shutdown,
             self.close_timeout,
-            limits,
+            Guards {
+                limits,
+                heartbeat: self.heartbeat,
+            },
             self.runtime,
         );
         self.tracker.spawn(reader);
+    }
+}
+
+/// The server's check that a quiet peer is still there: after `interval` with nothing from it, a
+/// ping; after `timeout` more with nothing, the socket is closed. A peer stuck inside a frame
+/// cannot answer either, so this also bounds how long a half-sent frame holds its buffer.
+#[derive(Clone, Copy)]
+struct Heartbeat {
+    interval: Duration,
+    timeout: Duration,
+    next: Instant,
+    /// A ping is out and unanswered.
+    awaiting: bool,
+}
+
+impl Heartbeat {
+    /// `None` when `interval` is zero: no pings.
+    fn new(interval: Duration, timeout: Duration) -> Option<Self> {
+        (!interval.is_zero()).then(|| Heartbeat {
+            interval,
+            timeout,
+            next: Instant::now() + interval,
+            awaiting: false,
+        })
+    }
+
+    /// Something came from the peer.
+    fn heard(&mut self) {
+        self.next = Instant::now() + self.interval;
+        self.awaiting = false;
+    }
+
+    /// Its deadline came: ping, or close a peer that did not answer the last one.
+    fn due(&mut self, conn: &SocketConn) {
+        if self.next > Instant::now() {
+            return;
+        }
+        if self.awaiting {
+            conn.close(close::GOING_AWAY, "no answer to ping");
+        } else {
+            conn.ping();
+            self.awaiting = true;
+            self.next = Instant::now() + self.timeout;
+        }
+    }
+}
+
+/// What watches one socket besides its frames: the route's limits and the heartbeat.
+struct Guards {
+    limits: Option<Box<Limits>>,
+    heartbeat: Option<Heartbeat>,
+}
+
+impl Guards {
+    fn next_deadline(&self) -> Option<Instant> {
+        let limits = self.limits.as_ref().and_then(|l| l.next_deadline());
+        let heartbeat = self.heartbeat.map(|h| h.next);
+        limits.into_iter().chain(heartbeat).min()
     }
 }
 
@@ -213,7 +279,7 @@ async fn read_loop<H: SocketHandler>(
     mut handler: H,
     shutdown: CancellationToken,
     close_timeout: Duration,
-    mut limits: Option<Box<Limits>>,
+    mut guards: Guards,
     runtime: Runtime,
 ) {
     let open = metrics::gauge!("switchboard_connections_open");
@@ -230,7 +296,7 @@ async fn read_loop<H: SocketHandler>(
     loop {
         // One timer: the close handshake's deadline once a close is under way, else the
         // route's next limit.
-        let wake_at = close_deadline.or_else(|| limits.as_ref().and_then(|l| l.next_deadline()));
+        let wake_at = close_deadline.or_else(|| guards.next_deadline());
         let deadline = async {
             match wake_at {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -239,6 +305,9 @@ async fn read_loop<H: SocketHandler>(
         };
         tokio::select! {
             msg = stream.next() => {
+                if let (Some(Ok(_)), Some(heartbeat)) = (&msg, guards.heartbeat.as_mut()) {
+                    heartbeat.heard();
+                }
                 let frame = match msg {
                     Some(Ok(Message::Text(text))) => Frame::Text(text),
                     Some(Ok(Message::Binary(data))) => Frame::Binary(data),
@@ -262,7 +331,7 @@ async fn read_loop<H: SocketHandler>(
                     None => break,
                 };
                 frames_in.increment(1);
-                match limits.as_mut().map_or(Admit::Pass, |l| l.frame_in()) {
+                match guards.limits.as_mut().map_or(Admit::Pass, |l| l.frame_in()) {
                     // The handler's futures are boxed so that this long-lived task does not
                     // carry room for them between frames (a task is as big as its largest state).
                     Admit::Pass => Box::pin(handler.on_frame(&conn, frame)).await,
@@ -292,8 +361,11 @@ async fn read_loop<H: SocketHandler>(
                     tracing::debug!(socket = %conn.id(), "close handshake timed out; dropping the connection");
                     break;
                 }
-                if let Some(limits) = limits.as_mut() {
+                if let Some(limits) = guards.limits.as_mut() {
                     limits.due(&conn);
+                }
+                if let Some(heartbeat) = guards.heartbeat.as_mut() {
+                    heartbeat.due(&conn);
                 }
             }
         }
@@ -317,6 +389,9 @@ async fn write_loop(mut sink: SplitSink<ServerSocket, Message>, conn: Arc<Socket
     let frames_out = metrics::counter!("switchboard_frames_out_total");
     loop {
         let batch = conn.next_batch().await;
+        if batch.ping && sink.feed(Message::Ping(Default::default())).await.is_err() {
+            return;
+        }
         let count = batch.frames.len() as u64;
         for frame in batch.frames {
             let msg = match frame {
