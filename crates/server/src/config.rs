@@ -39,6 +39,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Serve the `/ws/echo` conformance endpoint. Default: true.
     pub echo_enabled: bool,
+    /// Answer `/metrics` only with `Authorization: Bearer <auth_secret>`. Default: false (a
+    /// Prometheus scraper on the private network needs no secret).
+    pub metrics_require_auth: bool,
     /// Largest WebSocket message accepted, in bytes. Default: 1 MiB.
     pub max_frame_bytes: usize,
     /// Largest HTTP request body accepted, in bytes. Default: 1 MiB.
@@ -231,6 +234,15 @@ const KEYS: &[Key] = &[
             Ok(())
         },
         show: |c| Some(c.echo_enabled.to_string()),
+    },
+    Key {
+        name: "metrics_require_auth",
+        kind: Kind::Bool,
+        read: |r, k, c| {
+            c.metrics_require_auth = r.boolean(k, false)?;
+            Ok(())
+        },
+        show: |c| Some(c.metrics_require_auth.to_string()),
     },
     Key {
         name: "max_frame_bytes",
@@ -454,6 +466,7 @@ impl Config {
             jwt_public_key: None,
             log_format: LogFormat::Pretty,
             echo_enabled: false,
+            metrics_require_auth: false,
             max_frame_bytes: 0,
             max_body_bytes: 0,
             handshake_timeout: Duration::ZERO,

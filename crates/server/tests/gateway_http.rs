@@ -79,3 +79,23 @@ async fn echo_can_be_turned_off() {
     assert_eq!(reqwest::get(server.url("/ws/echo")).await.unwrap().status(), 404);
     server.stop().await;
 }
+
+/// With `metrics_require_auth`, `/metrics` answers 401 without the API secret and the
+/// Prometheus text with it.
+#[tokio::test]
+async fn metrics_can_require_the_api_secret() {
+    let server = TestServer::start_with(|c| c.metrics_require_auth = true, vec![]).await;
+    let client = reqwest::Client::new();
+    let refused = client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(refused.text().await.unwrap().contains("\"error\""));
+    let allowed = client
+        .get(server.url("/metrics"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert!(allowed.text().await.unwrap().contains("switchboard_objects_live"));
+    server.stop().await;
+}

@@ -135,10 +135,15 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
     }
 }
 
-async fn metrics(State(gw): State<Gateway>) -> impl IntoResponse {
+async fn metrics(State(gw): State<Gateway>, headers: axum::http::HeaderMap) -> Response {
+    if gw.config.metrics_require_auth
+        && let Err(e) = switchboard_apps::http::require_bearer(&headers, gw.auth_secret.expose())
+    {
+        return e.into_response();
+    }
     crate::telemetry::record_runtime(&gw.runtime.stats());
     crate::telemetry::record_heap();
-    ([("content-type", "text/plain; version=0.0.4")], gw.metrics.render())
+    ([("content-type", "text/plain; version=0.0.4")], gw.metrics.render()).into_response()
 }
 
 async fn echo_socket(State(gw): State<Gateway>, req: Request) -> Response {
