@@ -72,11 +72,15 @@ pub(crate) async fn run<O: Object>(rt: Runtime, slot: Arc<Slot<O>>) {
         let obj = object.as_mut().expect("started above");
         let is_alarm = matches!(event, Event::Alarm);
         if let Err(e) = handle(&rt, obj, &mut ctx, event).await {
-            // Memory may have run ahead of storage: drop the event's work and the instance.
-            tracing::warn!(address = %slot.core.address, error = %e, "an event failed; its writes and outputs are discarded and the object restarts from storage");
-            inner.stats.hook_failures.fetch_add(1, Ordering::Relaxed);
             discard(&mut ctx);
-            object = None;
+            if e.keeps_instance {
+                tracing::debug!(address = %slot.core.address, error = %e, "an event was refused");
+            } else {
+                // Memory may have run ahead of storage: drop the event's work and the instance.
+                tracing::warn!(address = %slot.core.address, error = %e, "an event failed; its writes and outputs are discarded and the object restarts from storage");
+                object = None;
+            }
+            inner.stats.bump(&inner.stats.hook_failures);
             if is_alarm {
                 retry_alarm(&rt, &mut ctx);
             }

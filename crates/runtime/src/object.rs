@@ -23,23 +23,42 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Message for T {}
 /// restarts from storage on the next event — memory never runs ahead of storage. A caller of a
 /// failed `on_request` gets [`CallError::Failed`](crate::CallError::Failed).
 #[derive(Debug)]
-pub struct HookError(Box<dyn std::error::Error + Send + Sync>);
+pub struct HookError {
+    error: Box<dyn std::error::Error + Send + Sync>,
+    /// The instance's memory is known to be unchanged: it stays, only the event is discarded.
+    pub(crate) keeps_instance: bool,
+}
 
 impl HookError {
     pub fn msg(message: impl Into<String>) -> Self {
-        HookError(message.into().into())
+        HookError {
+            error: message.into().into(),
+            keeps_instance: false,
+        }
+    }
+
+    /// A refusal made before the hook changed anything: the event is discarded and the caller
+    /// hears why, but the instance stays in memory (no restart from storage).
+    pub fn refused(message: impl Into<String>) -> Self {
+        HookError {
+            keeps_instance: true,
+            ..Self::msg(message)
+        }
     }
 }
 
 impl std::fmt::Display for HookError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.error.fmt(f)
     }
 }
 
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for HookError {
     fn from(e: E) -> Self {
-        HookError(Box::new(e))
+        HookError {
+            error: Box::new(e),
+            keeps_instance: false,
+        }
     }
 }
 
@@ -81,7 +100,7 @@ pub trait Object: Sized + Send + 'static {
     ) -> impl Future<Output = HookResult<Self::Reply>> + Send {
         let _ = (ctx, request);
         async {
-            Err(HookError::msg(format!(
+            Err(HookError::refused(format!(
                 "objects of class {:?} take no calls",
                 Self::CLASS
             )))

@@ -171,3 +171,35 @@ async fn sockets_by_id() {
     assert!(!rt.send_to_socket(conn.id(), Frame::text("gone")));
     rt.shutdown().await;
 }
+
+/// A class with only sockets takes no calls: a call is refused with a reason, and the instance
+/// stays (a refusal is not a failure that restarts it from storage).
+#[tokio::test(start_paused = true)]
+async fn a_class_without_calls_refuses_them_and_stays() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static STARTS: AtomicU32 = AtomicU32::new(0);
+    struct Quiet;
+    impl Object for Quiet {
+        const CLASS: &'static str = "quiet";
+        type Request = ();
+        type Reply = ();
+        async fn start(_ctx: &mut Context) -> HookResult<Self> {
+            STARTS.fetch_add(1, Ordering::SeqCst);
+            Ok(Quiet)
+        }
+    }
+    let rt = Runtime::builder(RuntimeConfig::default(), Arc::new(MemoryBackend::new()))
+        .class::<Quiet>()
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let refused = rt.object::<Quiet>("q").call(()).await;
+        assert!(
+            matches!(&refused, Err(CallError::Failed(m)) if m.contains("take no calls")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(STARTS.load(Ordering::SeqCst), 1, "the instance stayed");
+    rt.shutdown().await;
+}
