@@ -652,6 +652,18 @@ mod tests {
         assert_eq!((rec.recovered, rec.missed), (true, 0));
     }
 
+    proptest::proptest! {
+        /// A stored entry decodes to the time and frame it was encoded from; any bytes decode
+        /// to an entry or nothing, never a panic.
+        #[test]
+        fn entries_round_trip(at in proptest::prelude::any::<i64>(), text in ".{0,64}", binary in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32)) {
+            for frame in [Frame::text(text.clone()), Frame::Binary(binary.clone().into())] {
+                proptest::prop_assert_eq!(decode_entry(&encode_entry(at, &frame)), Some((at, frame)));
+            }
+            let _ = decode_entry(&junk);
+        }
+    }
+
     /// Stored rows load back into the same epoch and offsets.
     #[test]
     fn history_rows_round_trip() {

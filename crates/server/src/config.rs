@@ -783,6 +783,23 @@ mod tests {
         assert!(err.contains("durability") && err.contains("full, normal"), "{err}");
     }
 
+    proptest::proptest! {
+        /// Any text for any key's kind is a value or an error naming the key; whole numbers
+        /// read back as themselves.
+        #[test]
+        fn text_values_never_panic(text in ".{0,40}", n in proptest::prelude::any::<i64>()) {
+            for kind in [Kind::Str, Kind::Int, Kind::Bool, Kind::List] {
+                if let Err(ConfigError::BadValue { key, .. }) = from_text("k", kind, &text, "test") {
+                    proptest::prop_assert_eq!(key, "k");
+                }
+            }
+            proptest::prop_assert_eq!(
+                from_text("k", Kind::Int, &n.to_string(), "test").unwrap(),
+                toml::Value::Integer(n)
+            );
+        }
+    }
+
     /// Secrets never show in debug output or the masked dump.
     #[test]
     fn secrets_are_masked() {

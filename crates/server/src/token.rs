@@ -131,6 +131,16 @@ mod tests {
         assert_eq!(TokenVerifier::none().verify("x"), Err(TokenError::NotConfigured));
     }
 
+    proptest::proptest! {
+        /// Any string is refused with a reason (never a panic, never accepted).
+        #[test]
+        fn arbitrary_tokens_are_refused(token in ".{0,300}", parts in proptest::collection::vec("[A-Za-z0-9_-]{0,40}", 0..5)) {
+            let v = TokenVerifier::hs256(SECRET);
+            proptest::prop_assert!(v.verify(&token).is_err());
+            proptest::prop_assert!(v.verify(&parts.join(".")).is_err());
+        }
+    }
+
     fn base64_url(bytes: &[u8]) -> String {
         const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();
