@@ -71,6 +71,9 @@ async fn serve(config: switchboard_server::config::Config) -> anyhow::Result<()>
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let shutdown = CancellationToken::new();
+    // A file-size limit (`ulimit -f`) reached must fail the write with a clear error (storage
+    // answers 503 until space returns), not kill the process: catching SIGXFSZ does that.
+    let _file_too_large = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))?;
     let server = switchboard_server::start(config, listener, shutdown.clone()).await?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
