@@ -284,6 +284,7 @@ async fn work(rt: Runtime, address: Address) {
                 Ok(response) => break response,
                 Err(error) => {
                     outbox.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    inner.stats.changed.notify_waiters();
                     let wait = outbox.retry.delay(attempts);
                     tracing::warn!(%address, key = pending.key, attempts, %error, retry_in_ms = wait.as_millis() as u64, "effect failed; retrying");
                     tokio::select! {

@@ -25,7 +25,7 @@ pub struct Stats {
     /// Events discarded because a hook returned an error.
     pub hook_failures: AtomicU64,
     /// Woken when an object wakes, hibernates or is evicted, a socket leaves an object, an
-    /// alarm fires or an effect succeeds: what a test waits on instead of polling. Not on
+    /// alarm fires or an effect succeeds or fails: what a test waits on instead of polling. Not on
     /// per-frame paths.
     pub(crate) changed: Notify,
 }
