@@ -109,3 +109,122 @@ async fn kill_9_loses_nothing_acknowledged() {
         "history is exactly the stored increments"
     );
 }
+
+/// The same across every built-in app at once: increments on several counters and updates to
+/// several display sessions stream concurrently; after kill -9 and a restart, each counter holds
+/// at least its acknowledged increments (at most its in-flight ones more) and each session
+/// every acknowledged update, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_mixed_load_across_every_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = ["display_list_limit=100000"];
+    let mut server = ProcessServer::spawn(dir.path(), &sets);
+    let base = server.url("");
+    let client = reqwest::Client::new();
+    for s in 0..2 {
+        let init = client
+            .post(format!("{base}/session/mixed-{s}/init"))
+            .bearer_auth(SECRET)
+            .json(&json!({"tenantId": "t"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(init.status(), 200);
+    }
+    let acked = Arc::new(AtomicUsize::new(0));
+    let loaded = Arc::new(tokio::sync::Notify::new());
+    let ack = |acked: &AtomicUsize, loaded: &tokio::sync::Notify| {
+        if acked.fetch_add(1, Ordering::Relaxed) + 1 == 400 {
+            loaded.notify_one();
+        }
+    };
+    // Two writers per counter and one per session: (what, acknowledged count or updates).
+    let mut counters = Vec::new();
+    for c in 0..3 {
+        for _ in 0..2 {
+            let (base, acked, loaded) = (base.clone(), acked.clone(), loaded.clone());
+            counters.push((
+                c,
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    let mut n = 0u64;
+                    let name = format!("mixed-{c}");
+                    while rpc(&client, &base, "increment", json!({"name": name})).await.is_ok() {
+                        n += 1;
+                        ack(&acked, &loaded);
+                    }
+                    n
+                }),
+            ));
+        }
+    }
+    let mut sessions = Vec::new();
+    for s in 0..2 {
+        let (base, acked, loaded) = (base.clone(), acked.clone(), loaded.clone());
+        sessions.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut sent = Vec::new();
+            for i in 0.. {
+                let text = format!("u{i}");
+                let ok = client
+                    .post(format!("{base}/session/mixed-{s}/update"))
+                    .bearer_auth(SECRET)
+                    .json(&json!({"type": "transcription", "text": text}))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                if !ok {
+                    break;
+                }
+                sent.push(text);
+                ack(&acked, &loaded);
+            }
+            sent
+        }));
+    }
+    loaded.notified().await;
+    server.signal(9);
+    let mut per_counter = [0u64; 3];
+    for (c, writer) in counters {
+        per_counter[c] += writer.await.unwrap();
+    }
+    let mut per_session = Vec::new();
+    for writer in sessions {
+        per_session.push(writer.await.unwrap());
+    }
+    server.wait_exit(Duration::from_secs(5));
+
+    let mut server = ProcessServer::spawn(dir.path(), &sets);
+    let base = server.url("");
+    for (c, acknowledged) in per_counter.iter().enumerate() {
+        let value = rpc(&client, &base, "getValue", json!({"name": format!("mixed-{c}")}))
+            .await
+            .unwrap()["value"]
+            .as_i64()
+            .unwrap() as u64;
+        assert!(
+            value >= *acknowledged && value <= acknowledged + 2,
+            "counter {c}: {value} stored, {acknowledged} acknowledged by its 2 writers"
+        );
+    }
+    for (s, acknowledged) in per_session.iter().enumerate() {
+        let state: Value = client
+            .get(format!("{base}/session/mixed-{s}/state"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let stored: Vec<&str> = state["transcriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["text"].as_str().unwrap())
+            .collect();
+        assert!(stored.len() >= acknowledged.len() && stored.len() <= acknowledged.len() + 1);
+        assert_eq!(&stored[..acknowledged.len()], acknowledged.as_slice(), "session {s}");
+    }
+    server.signal(15);
+    server.wait_exit(WAIT);
+}
