@@ -44,6 +44,13 @@ pub struct ConfigArgs {
     /// Log format: pretty or json [env: SWITCHBOARD_LOG_FORMAT].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// PEM certificate chain: serve HTTPS and wss:// [env: SWITCHBOARD_TLS_CERT]; read again
+    /// on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert [env: SWITCHBOARD_TLS_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
     /// Any configuration key, as key=value (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -65,6 +72,8 @@ impl ConfigArgs {
             ("listen", &self.listen),
             ("data_dir", &self.data_dir),
             ("log_format", &self.log_format),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
         ];
         flags.extend(
             named

@@ -35,6 +35,11 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     /// Path of a PEM public key (RS256/ES256) for client tokens. Default: none.
     pub jwt_public_key: Option<PathBuf>,
+    /// PEM certificate chain to serve HTTPS and `wss://` with (with `tls_key`; read again on
+    /// SIGHUP). Default: none (plain HTTP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Default: none.
+    pub tls_key: Option<PathBuf>,
     /// Log output: `pretty` or `json`. Default: `pretty`.
     pub log_format: LogFormat,
     /// Serve the `/ws/echo` conformance endpoint. Default: true.
@@ -201,6 +206,24 @@ const KEYS: &[Key] = &[
             Ok(())
         },
         show: |c| c.jwt_public_key.as_ref().and_then(|p| quoted(p.display())),
+    },
+    Key {
+        name: "tls_cert",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            c.tls_cert = r.string(k)?.map(PathBuf::from);
+            Ok(())
+        },
+        show: |c| c.tls_cert.as_ref().and_then(|p| quoted(p.display())),
+    },
+    Key {
+        name: "tls_key",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            c.tls_key = r.string(k)?.map(PathBuf::from);
+            Ok(())
+        },
+        show: |c| c.tls_key.as_ref().and_then(|p| quoted(p.display())),
     },
     Key {
         name: "cors_origins",
@@ -464,6 +487,8 @@ impl Config {
             auth_secret: None,
             jwt_secret: None,
             jwt_public_key: None,
+            tls_cert: None,
+            tls_key: None,
             log_format: LogFormat::Pretty,
             echo_enabled: false,
             metrics_require_auth: false,

@@ -101,6 +101,11 @@ pub async fn start_with(
         .with_context(|| format!("cannot make the data folder {} private", config.data_dir.display()))?;
     let backend = SqliteBackend::open(&db, config.durability)
         .with_context(|| format!("cannot open storage at {}", db.display()))?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(gateway::tls::Tls::load(cert, key)?)),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
+    };
     let tokens = match (&config.jwt_secret, &config.jwt_public_key) {
         (Some(secret), _) => TokenVerifier::hs256(secret.expose()),
         (None, Some(path)) => TokenVerifier::public_key(path)?,
@@ -142,7 +147,7 @@ pub async fn start_with(
     tracing::info!(%addr, "switchboard listening");
     let rt = runtime.clone();
     let serving = tokio::spawn(async move {
-        gateway::serve(listener, router, gateway).await;
+        gateway::serve(listener, router, gateway, tls).await;
         rt.shutdown().await;
         tracing::info!("switchboard stopped");
     });

@@ -17,8 +17,8 @@ use tokio::net::TcpStream;
 
 use super::limits::IpSlot;
 
-pub struct ClientIo {
-    stream: TcpStream,
+pub struct ClientIo<S = TcpStream> {
+    stream: S,
     _slot: IpSlot,
     /// False once the connection switched protocols: its bytes are no longer HTTP answers.
     http: bool,
@@ -33,8 +33,8 @@ struct Substitute {
     replaces: usize,
 }
 
-impl ClientIo {
-    pub fn new(stream: TcpStream, slot: IpSlot) -> Self {
+impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
+    pub fn new(stream: S, slot: IpSlot) -> Self {
         ClientIo {
             stream,
             _slot: slot,
@@ -111,13 +111,13 @@ fn json_answer(status: StatusCode) -> Vec<u8> {
     .into_bytes()
 }
 
-impl AsyncRead for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.inspect(buf);
         if let Some(done) = ready!(self.poll_substitute(cx)) {

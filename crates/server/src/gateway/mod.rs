@@ -15,6 +15,7 @@ mod object_socket;
 pub mod origin;
 pub mod overload;
 pub mod socket;
+pub mod tls;
 pub mod upgrade;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use switchboard_apps::{Adopted, Connector, Host, HostApi, SocketOptions, TokenError};
 use switchboard_runtime::Runtime;
 use tokio::net::TcpListener;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -184,7 +186,7 @@ async fn count_requests(req: Request, next: Next) -> Response {
 /// reserve descriptor (see [`overload`]). Every request then passes, outermost first: the API
 /// answer shape, the origin policy (read by the upgrade), the body deadline and drain, and the
 /// JSON content-type rule.
-pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
+pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway, tls: Option<Arc<tls::Tls>>) {
     let http = TaskTracker::new();
     let shutdown = gateway.shutdown.clone();
     let config = gateway.config.clone();
@@ -200,6 +202,9 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
             config.allow_file_origin,
         )))
         .layer(axum::middleware::from_fn(answers::api_answers));
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_on_hangup(tls.clone(), shutdown.clone()));
+    }
     let per_ip = limits::PerIp::new(config.max_connections_per_ip);
     let mut reserve = overload::Reserve::open();
     let mut accept_errors = overload::AcceptErrors::new();
@@ -254,12 +259,21 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
             req.extensions_mut().insert(switchboard_apps::PeerAddr(peer));
             tower::ServiceExt::oneshot(router.clone(), req.map(axum::body::Body::new))
         });
-        let shutdown = shutdown.clone();
+        let (shutdown, tls) = (shutdown.clone(), tls.clone());
         http.spawn(async move {
+            let io = match tls {
+                // The handshake shares the headers' deadline: a client that stalls in it is dropped.
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.acceptor().accept(stream)).await {
+                    Ok(Ok(tls_stream)) => Either::Right(tls_stream),
+                    Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                },
+                None => Either::Left(stream),
+            };
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(client_io::ClientIo::new(stream, slot)), service)
+                .serve_connection(TokioIo::new(client_io::ClientIo::new(io, slot)), service)
                 .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
@@ -296,3 +310,20 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway) {
 
 /// Time a refused client has to finish sending before its connection is closed.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Reads the TLS certificate and key again on every SIGHUP, until shutdown.
+async fn reload_on_hangup(tls: Arc<tls::Tls>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return tracing::warn!("cannot watch SIGHUP: the TLS certificate is read only at start");
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key read again"),
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: the TLS files cannot be used; the previous certificate stays"),
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
