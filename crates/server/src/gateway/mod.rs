@@ -264,7 +264,8 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway, tls:
             let io = match tls {
                 // The handshake shares the headers' deadline: a client that stalls in it is dropped.
                 Some(tls) => match tokio::time::timeout(header_timeout, tls.acceptor().accept(stream)).await {
-                    Ok(Ok(tls_stream)) => Either::Right(tls_stream),
+                    // Boxed: the TLS state is kilobytes, and a plain connection must not carry room for it.
+                    Ok(Ok(tls_stream)) => Either::Right(Box::new(tls_stream)),
                     Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => return tracing::debug!("TLS handshake timed out"),
                 },
