@@ -1105,6 +1105,15 @@ struct RemoteObject {
     name: Arc<str>,
 }
 
+impl RemoteObject {
+    /// Sends the owner one of the socket's events (made from the object's class and name) and
+    /// waits until it is handled there.
+    async fn forward(&self, message: impl FnOnce(String, String) -> NodeMessage) -> Result<String, CallError> {
+        let message = message(self.class.to_string(), self.name.to_string());
+        self.cluster.request(&self.node, message).await
+    }
+}
+
 /// The gateway's handle on an accepted socket: it delivers frames (answering auto-responses
 /// itself) and the close, waking the object when needed.
 pub struct ObjectSocket {
@@ -1133,20 +1142,15 @@ impl ObjectSocket {
                 let _ = rx.await;
             }
             Target::Remote(remote) => {
-                let RemoteObject {
-                    cluster,
-                    node,
+                let socket = self.conn.id();
+                let message = |class, name| NodeMessage::SocketFrame {
                     class,
                     name,
-                } = &**remote;
-                let message = NodeMessage::SocketFrame {
-                    class: class.to_string(),
-                    name: name.to_string(),
-                    socket: self.conn.id(),
+                    socket,
                     frame,
                 };
                 // Waiting for the owner keeps the socket's frames in order, one at a time.
-                if let Err(e) = cluster.request(node, message).await {
+                if let Err(e) = remote.forward(message).await {
                     tracing::warn!(socket = %self.conn.id(), error = %e, "a frame could not reach its object's node");
                 }
             }
@@ -1162,20 +1166,15 @@ impl ObjectSocket {
                 let _ = rx.await;
             }
             Target::Remote(remote) => {
-                let RemoteObject {
-                    cluster,
-                    node,
+                let socket = self.conn.id();
+                let message = |class, name| NodeMessage::SocketClosed {
                     class,
                     name,
-                } = &**remote;
-                let message = NodeMessage::SocketClosed {
-                    class: class.to_string(),
-                    name: name.to_string(),
-                    socket: self.conn.id(),
+                    socket,
                     code,
                     reason,
                 };
-                let _ = cluster.request(node, message).await;
+                let _ = remote.forward(message).await;
             }
         }
     }
