@@ -203,6 +203,12 @@ impl Context {
 
     // ---- topics
 
+    /// The topics a socket of this object is subscribed to now (subscriptions of this event
+    /// take effect when its outputs are released).
+    pub fn socket_topics(&self, socket: &SocketRef) -> Vec<String> {
+        self.rt.socket_topics(socket.id())
+    }
+
     /// Subscribes a socket of this node to a topic once this event's writes are durable; with
     /// `subscription.since`, it first gets the reply and what it missed.
     pub fn subscribe(&mut self, id: SocketId, topic: &str, subscription: Subscription) -> Result<(), TopicError> {

@@ -184,6 +184,9 @@ pub fn valid_topic(name: &str) -> Result<(), TopicError> {
 struct Subscriber {
     conn: Arc<SocketConn>,
     user: Option<Arc<str>>,
+    /// The topic's `recorded_next` when the socket joined: while it has not moved, nothing was
+    /// delivered to the socket live, and a recovery asked for later can still come in order.
+    joined: u64,
 }
 
 struct Entry {
@@ -196,6 +199,8 @@ struct History {
     epoch: Arc<str>,
     /// The offset the next publication gets.
     next: u64,
+    /// The offset after the last publication delivered (and recorded) here.
+    recorded_next: u64,
     /// Delivered entries, oldest first.
     entries: VecDeque<Entry>,
     limits: HistoryLimits,
@@ -276,6 +281,7 @@ impl Hub {
         Some(History {
             epoch: new_epoch(),
             next: 0,
+            recorded_next: 0,
             entries: VecDeque::new(),
             limits,
         })
@@ -352,6 +358,7 @@ impl Hub {
                     at_ms: now_ms,
                     frame: frame.clone(),
                 });
+                history.recorded_next = offset + 1;
                 history.trim(now_ms);
             }
             for sub in &entry.subscribers {
@@ -369,7 +376,10 @@ impl Hub {
 
     /// Subscribes a socket. With `since`, first queues `reply` (made from the outcome), then
     /// what the socket missed, then adds it: nothing published meanwhile can slip between.
-    /// Returns the outcome and whether the socket was newly added.
+    /// A socket already subscribed can still recover (a client resubscribing to a room it was
+    /// put in when it connected), but only while nothing has been delivered to the topic since
+    /// it joined: after a live frame, older ones could no longer come in order, and the outcome
+    /// is `recovered: false`. Returns the outcome and whether the socket was newly added.
     pub(crate) fn subscribe(
         &self,
         conn: &Arc<SocketConn>,
@@ -385,8 +395,14 @@ impl Hub {
             history.trim(now_ms);
         }
         let mut missed: Vec<Frame> = Vec::new();
+        let joined = entry
+            .subscribers
+            .iter()
+            .find(|s| s.conn.id() == conn.id())
+            .map(|s| s.joined);
         let recovered = match (since, entry.history.as_ref()) {
             (None, _) => true,
+            (Some(_), Some(history)) if joined.is_some_and(|j| j != history.recorded_next) => false,
             (Some(since), Some(history)) => match history.after(since) {
                 Some(entries) => {
                     missed.extend(entries.map(|e| e.frame.clone()));
@@ -407,11 +423,12 @@ impl Hub {
         for frame in missed {
             let _ = conn.send(frame);
         }
-        let added = !entry.subscribers.iter().any(|s| s.conn.id() == conn.id());
+        let added = joined.is_none();
         if added {
             entry.subscribers.push(Subscriber {
                 conn: conn.clone(),
                 user,
+                joined: entry.history.as_ref().map_or(0, |h| h.recorded_next),
             });
         }
         (recovery, added)
@@ -494,6 +511,7 @@ impl Hub {
                 if let Ok(meta) = serde_json::from_slice::<Meta>(&value) {
                     history.epoch = meta.epoch.into();
                     history.next = meta.next;
+                    history.recorded_next = meta.next;
                 }
             } else if let (Ok(offset), Some((at_ms, frame))) = (rest.parse::<u64>(), decode_entry(&value)) {
                 // Rows come in key order: offsets ascending.

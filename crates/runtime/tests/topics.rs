@@ -224,3 +224,59 @@ async fn once_per_socket_and_presence() {
     );
     rt.shutdown().await;
 }
+
+/// A socket put in a topic without recovery (a room a client is joined to when it connects)
+/// can still recover when its client resubscribes with the position it had, as long as nothing
+/// reached it live in between; after a live frame, older frames could only come out of order,
+/// so the answer is `recovered: false`.
+#[tokio::test(start_paused = true)]
+async fn resubscribing_an_automatic_subscription() {
+    let history = TopicOptions {
+        history: Some(HistoryLimits {
+            max_entries: 100,
+            max_age: Duration::from_secs(600),
+        }),
+        presence: None,
+    };
+    let rt = Runtime::builder(RuntimeConfig::default(), Arc::new(MemoryBackend::new()))
+        .topics("quiet:*", history)
+        .start()
+        .await
+        .unwrap();
+    let publish = |text: &'static str| {
+        let rt = rt.clone();
+        async move {
+            rt.publish(Publication::stamped(&["quiet:x"], move |s| {
+                Frame::text(format!("{text}@{}", s.unwrap().offset))
+            }))
+            .await
+            .unwrap()
+        }
+    };
+    for text in ["a", "b", "c"] {
+        publish(text).await;
+    }
+    let epoch = rt.topic_history("quiet:x").unwrap().0.epoch;
+    let since = |offset| Subscription {
+        since: Some(Position {
+            offset,
+            epoch: epoch.clone(),
+        }),
+        reply: Some(Box::new(|r: &switchboard_runtime::Recovery| {
+            Some(Frame::text(format!("recovered={} missed={}", r.recovered, r.missed)))
+        })),
+        ..Default::default()
+    };
+
+    let conn = rt.new_socket(QueueLimits::default());
+    rt.subscribe(conn.id(), "quiet:x", Subscription::default()).unwrap();
+    let recovery = rt.subscribe(conn.id(), "quiet:x", since(0)).unwrap();
+    assert!(recovery.recovered);
+    assert_eq!(texts(&conn, 3).await, ["recovered=true missed=2", "b@1", "c@2"]);
+    assert_eq!(publish("d").await, 1, "still subscribed once");
+    assert_eq!(texts(&conn, 1).await, ["d@3"]);
+    // A live frame has gone out since it joined: no recovery from an older position.
+    rt.subscribe(conn.id(), "quiet:x", since(2)).unwrap();
+    assert_eq!(texts(&conn, 1).await, ["recovered=false missed=0"]);
+    assert_eq!(rt.presence("quiet:x").count, 1);
+}
