@@ -80,4 +80,7 @@ pub use socket_set::{MAX_ATTACHMENT, MAX_TAGS};
 pub use stats::StatsSnapshot;
 pub use storage::view::{Storage, Transaction};
 pub use storage::{Durability, ListOptions, StorageError};
-pub use topic::{HistoryLimits, Position, Presence, PresenceChange, Publication, Recovery, Stamp, TopicOptions};
+pub use topic::{
+    HistoryLimits, Position, Presence, PresenceChange, Publication, Recovery, ReplyFrame, Stamp, TopicError,
+    TopicOptions, valid_topic,
+};

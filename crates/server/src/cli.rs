@@ -27,6 +27,8 @@ pub enum Command {
     Connect(crate::connect::ConnectArgs),
     /// Load a server and measure it: fan-out, latency, memory, durable writes, wake-ups.
     Bench(switchboard_bench::BenchArgs),
+    /// Mint a client token (JWT) for the rooms socket, signed with the server's key.
+    Token(crate::token::TokenArgs),
 }
 
 /// Flags that feed the configuration. Each overrides the file and the environment.

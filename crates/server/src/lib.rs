@@ -85,8 +85,9 @@ pub async fn start_with(
     let metrics = telemetry::metrics_handle();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data folder {}", config.data_dir.display()))?;
-    let (auth_secret, source) = secret::load_or_create(config.auth_secret.as_ref(), &config.data_dir)
-        .with_context(|| format!("cannot read or create the auth secret in {}", config.data_dir.display()))?;
+    let (auth_secret, source) =
+        secret::load_or_create(config.auth_secret.as_ref(), &config.data_dir, secret::AUTH_SECRET_FILE)
+            .with_context(|| format!("cannot read or create the auth secret in {}", config.data_dir.display()))?;
     match source {
         secret::SecretSource::Configured => tracing::info!("using the configured auth secret"),
         secret::SecretSource::File { path, generated: true } => {
@@ -106,10 +107,9 @@ pub async fn start_with(
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both tls_cert and tls_key"),
     };
-    let tokens = match (&config.jwt_secret, &config.jwt_public_key) {
-        (Some(secret), _) => TokenVerifier::hs256(secret.expose()),
-        (None, Some(path)) => TokenVerifier::public_key(path)?,
-        (None, None) => TokenVerifier::none(),
+    let tokens = match &config.jwt_public_key {
+        Some(path) if config.jwt_secret.is_none() => TokenVerifier::public_key(path)?,
+        _ => TokenVerifier::hs256(token::hs256_secret(&config)?.expose()),
     };
     let mut builder = Runtime::builder(
         RuntimeConfig {

@@ -44,6 +44,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Token(args) => match switchboard_server::token::mint(&args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard token: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Serve(args) => {
             let config = match args.load() {
                 Ok(config) => config,

@@ -1,4 +1,5 @@
-//! The server's API secret: configured, or generated once and kept in the data folder.
+//! The server's secrets (the API secret, the client-token secret): configured, or generated
+//! once and kept in the data folder.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -6,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Secret;
 
-/// File name of the generated secret inside the data folder.
+/// File name of the generated API secret inside the data folder.
 pub const AUTH_SECRET_FILE: &str = "auth_secret";
+/// File name of the generated HS256 secret for client tokens, used when no JWT key is
+/// configured.
+pub const JWT_SECRET_FILE: &str = "jwt_secret";
 
 /// Where the secret came from.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,13 +24,17 @@ pub enum SecretSource {
     },
 }
 
-/// The configured secret, else the one in `<data_dir>/auth_secret`, else a new random one
-/// written there with mode 0600.
-pub fn load_or_create(configured: Option<&Secret>, data_dir: &Path) -> std::io::Result<(Secret, SecretSource)> {
+/// The configured secret, else the one in `<data_dir>/<file>`, else a new random one written
+/// there with mode 0600.
+pub fn load_or_create(
+    configured: Option<&Secret>,
+    data_dir: &Path,
+    file: &str,
+) -> std::io::Result<(Secret, SecretSource)> {
     if let Some(secret) = configured {
         return Ok((secret.clone(), SecretSource::Configured));
     }
-    let path = data_dir.join(AUTH_SECRET_FILE);
+    let path = data_dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => {
             return Ok((Secret::new(text.trim()), SecretSource::File { path, generated: false }));
@@ -60,7 +68,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sb-secret-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (first, source) = load_or_create(None, &dir).unwrap();
+        let (first, source) = load_or_create(None, &dir, AUTH_SECRET_FILE).unwrap();
         assert!(matches!(source, SecretSource::File { generated: true, .. }));
         assert_eq!(first.expose().len(), 64);
         let mode = std::fs::metadata(dir.join(AUTH_SECRET_FILE))
@@ -68,7 +76,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let (second, source) = load_or_create(None, &dir).unwrap();
+        let (second, source) = load_or_create(None, &dir, AUTH_SECRET_FILE).unwrap();
         assert_eq!(first, second);
         assert!(matches!(source, SecretSource::File { generated: false, .. }));
     }

@@ -8,6 +8,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::Value;
 use switchboard_apps::TokenError;
 
+use crate::config::{Config, Secret};
+use crate::secret::{self, SecretSource};
+
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 30;
 
@@ -79,6 +82,106 @@ impl TokenVerifier {
     }
 }
 
+/// The HS256 secret of client tokens: `jwt_secret` when configured, else the one generated
+/// once into the data folder (so `switchboard token` and the server agree on a fresh machine).
+pub fn hs256_secret(config: &Config) -> anyhow::Result<Secret> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data folder {}", config.data_dir.display()))?;
+    let (secret, source) =
+        secret::load_or_create(config.jwt_secret.as_ref(), &config.data_dir, secret::JWT_SECRET_FILE)
+            .with_context(|| format!("cannot read or create the JWT secret in {}", config.data_dir.display()))?;
+    if let SecretSource::File { path, generated: true } = source {
+        tracing::info!(path = %path.display(), "generated a JWT secret for client tokens (HS256)");
+    }
+    Ok(secret)
+}
+
+/// `switchboard token`: mints a client token for testing.
+#[derive(clap::Args, Debug)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub config: crate::cli::ConfigArgs,
+    /// The user id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// The branch (`branchId`).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// The role (`role`).
+    #[arg(long)]
+    pub role: Option<String>,
+    /// How long the token is valid: seconds, or a number with s, m, h or d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: std::time::Duration,
+    /// PEM private key to sign with (RS256 or ES256), when the server verifies with
+    /// `jwt_public_key`. Default: the HS256 secret the server uses.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
+}
+
+/// Parses `90`, `90s`, `15m`, `1h`, `7d`.
+pub fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 1h or 7d"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    if seconds == 0 {
+        return Err("the token must live at least one second".into());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// The signed token `switchboard token` prints.
+pub fn mint(args: &TokenArgs) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    use jsonwebtoken::{EncodingKey, Header};
+    let config = args.config.load()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut claims = serde_json::json!({"sub": args.sub, "iat": now, "exp": now + args.ttl.as_secs()});
+    if let Some(branch) = &args.branch {
+        claims["branchId"] = branch.as_str().into();
+    }
+    if let Some(role) = &args.role {
+        claims["role"] = role.as_str().into();
+    }
+    let (header, key) = match &args.key {
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            if let Ok(key) = EncodingKey::from_rsa_pem(&pem) {
+                (Header::new(Algorithm::RS256), key)
+            } else if let Ok(key) = EncodingKey::from_ec_pem(&pem) {
+                (Header::new(Algorithm::ES256), key)
+            } else {
+                anyhow::bail!(
+                    "{} is neither an RSA nor an EC (P-256) private key in PEM",
+                    path.display()
+                );
+            }
+        }
+        None if config.jwt_secret.is_none() && config.jwt_public_key.is_some() => {
+            anyhow::bail!("the server verifies tokens with jwt_public_key: pass --key with the matching private key")
+        }
+        None => (
+            Header::new(Algorithm::HS256),
+            EncodingKey::from_secret(hs256_secret(&config)?.expose().as_bytes()),
+        ),
+    };
+    Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +241,17 @@ mod tests {
             let v = TokenVerifier::hs256(SECRET);
             proptest::prop_assert!(v.verify(&token).is_err());
             proptest::prop_assert!(v.verify(&parts.join(".")).is_err());
+        }
+    }
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_ttl("15m").unwrap().as_secs(), 900);
+        assert_eq!(parse_ttl("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_ttl("7d").unwrap().as_secs(), 7 * 86_400);
+        for bad in ["", "h", "1w", "0s", "-1h", "1.5h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }
 

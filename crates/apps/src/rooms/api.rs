@@ -1,0 +1,290 @@
+//! The HTTP side of rooms for the application's backend (Bearer API key): publish to rooms,
+//! users, branches and roles; list and disconnect connections; and API Gateway's management
+//! API, `/@connections/{id}`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchboard_proto::time::iso_from_ms;
+use switchboard_runtime::{Frame, Publication, PublishError, Runtime};
+
+use super::{Record, Shared, event_frame};
+use crate::Host;
+use crate::http::{ApiError, json_body};
+
+/// Rooms one publication may name.
+const MAX_ROOMS_PER_PUBLISH: usize = 1000;
+
+pub(super) fn routes(shared: Arc<Shared>) -> Router<Host> {
+    let s = shared.clone();
+    let broadcast = post(move |host, headers, body| broadcast(host, s.clone(), headers, body));
+    let s = shared.clone();
+    let to_user = post(move |host, headers, path, body| to_user(host, s.clone(), headers, path, body));
+    let s = shared.clone();
+    let to_branch = post(move |host, headers, path, body| to_branch(host, s.clone(), headers, path, body));
+    let s = shared.clone();
+    let to_role = post(move |host, headers, path, query, body| to_role(host, s.clone(), headers, path, query, body));
+    let s = shared.clone();
+    let list = axum::routing::get(move |host, headers, query| list(host, s.clone(), headers, query));
+    let s = shared.clone();
+    let disconnect = delete(move |host, headers, path| disconnect(host, s.clone(), headers, path));
+    let (s1, s2, s3) = (shared.clone(), shared.clone(), shared);
+    let management = post(move |host, headers, path, body| post_to_connection(host, s1.clone(), headers, path, body))
+        .get(move |host, headers, path| get_connection(host, s2.clone(), headers, path))
+        .delete(move |host, headers, path| delete_connection(host, s3.clone(), headers, path));
+    Router::new()
+        .route("/api/broadcast", broadcast)
+        .route("/api/users/{user_id}/send", to_user)
+        .route("/api/branches/{branch_id}/broadcast", to_branch)
+        .route("/api/roles/{role}/broadcast", to_role)
+        .route("/api/connections", list)
+        .route("/api/connections/{id}", disconnect)
+        .route("/@connections/{id}", management)
+}
+
+/// An event from the backend: `{"type","data"}` (other fields, such as the seed's
+/// `timestamp`, are ignored: the server stamps the event).
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Deserialize)]
+struct RoomsEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Value,
+    rooms: Vec<String>,
+}
+
+fn checked_body<T: serde::de::DeserializeOwned>(
+    shared: &Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let max = shared.config.rooms_max_message_bytes;
+    if let Ok(bytes) = &body
+        && bytes.len() > max
+    {
+        return Err(too_large(max));
+    }
+    json_body(body)
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than {max} bytes, the largest message a connection takes"),
+    )
+}
+
+/// Publishes an event to rooms; `{"delivered": sockets reached}` once it is stored (in rooms
+/// with history) and queued.
+async fn publish(runtime: &Runtime, rooms: Vec<String>, event: Event) -> Result<Json<Value>, ApiError> {
+    if event.kind.is_empty() || event.kind.len() > 256 {
+        return Err(ApiError::bad_request("`type` must be 1 to 256 bytes long"));
+    }
+    if rooms.is_empty() || rooms.len() > MAX_ROOMS_PER_PUBLISH {
+        return Err(ApiError::bad_request(format!(
+            "`rooms` must name 1 to {MAX_ROOMS_PER_PUBLISH} rooms"
+        )));
+    }
+    let timestamp = iso_from_ms(runtime.now_ms());
+    let Event { kind, data } = event;
+    let publication = Publication::stamped(&rooms, move |stamp| event_frame(&kind, &data, &timestamp, stamp));
+    match runtime.publish(publication).await {
+        Ok(delivered) => Ok(Json(json!({ "delivered": delivered }))),
+        Err(PublishError::Topic(e)) => Err(ApiError::bad_request(format!("invalid room name: {e}"))),
+        Err(e) => Err(ApiError::unavailable(e)),
+    }
+}
+
+async fn broadcast(
+    State(host): State<Host>,
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    host.require_bearer(&headers)?;
+    let RoomsEvent { kind, data, rooms } = checked_body(&shared, body)?;
+    publish(host.runtime(), rooms, Event { kind, data }).await
+}
+
+async fn to_user(
+    State(host): State<Host>,
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    host.require_bearer(&headers)?;
+    let event = checked_body(&shared, body)?;
+    publish(host.runtime(), vec![format!("user:{user_id}")], event).await
+}
+
+async fn to_branch(
+    State(host): State<Host>,
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    Path(branch_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    host.require_bearer(&headers)?;
+    let event = checked_body(&shared, body)?;
+    publish(host.runtime(), vec![format!("branch:{branch_id}")], event).await
+}
+
+async fn to_role(
+    State(host): State<Host>,
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    Path(role): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    host.require_bearer(&headers)?;
+    let branch = query
+        .get("branchId")
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| ApiError::bad_request("a role lives in a branch: add ?branchId=B"))?;
+    let event = checked_body(&shared, body)?;
+    publish(host.runtime(), vec![format!("role:{role}:{branch}")], event).await
+}
+
+fn describe(record: &Record, rooms: Vec<String>) -> Value {
+    json!({
+        "connectionId": record.id,
+        "userId": record.user_id,
+        "branchId": record.branch_id,
+        "role": record.role,
+        "connectedAt": iso_from_ms(record.connected_at),
+        "rooms": rooms,
+    })
+}
+
+/// `GET /api/connections?userId=&room=`: the live connections of this node.
+async fn list(
+    State(host): State<Host>,
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    host.require_bearer(&headers)?;
+    let runtime = host.runtime();
+    let connections: Vec<Value> = shared
+        .connections
+        .all()
+        .into_iter()
+        .filter(|r| query.get("userId").is_none_or(|u| *u == r.user_id))
+        .filter_map(|r| {
+            let rooms = r.socket.get().map(|s| runtime.socket_topics(*s)).unwrap_or_default();
+            query
+                .get("room")
+                .is_none_or(|room| rooms.contains(room))
+                .then(|| describe(&r, rooms))
+        })
+        .collect();
+    Ok(Json(json!({"count": connections.len(), "connections": connections})))
+}
+
+/// `DELETE /api/connections/{id}`: closes the connection (1000).
+async fn disconnect(
+    State(host): State<Host>,
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    host.require_bearer(&headers)?;
+    let socket = shared
+        .connections
+        .get(&id)
+        .and_then(|r| r.socket.get().copied())
+        .ok_or_else(|| ApiError::not_found(format!("no live connection {id}")))?;
+    host.runtime()
+        .close_socket(socket, 1000, "disconnected by the application");
+    Ok(Json(json!({"connectionId": id, "disconnected": true})))
+}
+
+/// API Gateway's GoneException: the connection is unknown or closed.
+fn gone(id: &str) -> ApiError {
+    ApiError::new(StatusCode::GONE, format!("GoneException: connection {id} is gone"))
+}
+
+fn live(shared: &Shared, host: &Host, id: &str) -> Result<(Arc<Record>, switchboard_runtime::SocketId), ApiError> {
+    let record = shared.connections.get(id).ok_or_else(|| gone(id))?;
+    let socket = record
+        .socket
+        .get()
+        .copied()
+        .filter(|s| host.runtime().socket_is_open(*s))
+        .ok_or_else(|| gone(id))?;
+    Ok((record, socket))
+}
+
+/// `POST /@connections/{id}`: the body, as it is, to the socket.
+async fn post_to_connection(
+    State(host): State<Host>,
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    host.require_bearer(&headers)?;
+    let body = body.map_err(|r| ApiError::new(r.status(), format!("cannot read request body: {}", r.body_text())))?;
+    let max = shared.config.rooms_max_message_bytes;
+    if body.len() > max {
+        return Err(too_large(max));
+    }
+    let (record, socket) = live(&shared, &host, &id)?;
+    let frame = match std::str::from_utf8(&body) {
+        Ok(text) => Frame::text(text),
+        Err(_) => Frame::Binary(body),
+    };
+    if !host.runtime().send_to_socket(socket, frame) {
+        return Err(gone(&id));
+    }
+    record.touch(host.runtime().now_ms());
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `GET /@connections/{id}`: when it connected, from where, and when it was last active.
+async fn get_connection(
+    State(host): State<Host>,
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    host.require_bearer(&headers)?;
+    let (record, _) = live(&shared, &host, &id)?;
+    Ok(Json(json!({
+        "connectedAt": iso_from_ms(record.connected_at),
+        "identity": {"sourceIp": record.source_ip, "userAgent": record.user_agent},
+        "lastActiveAt": iso_from_ms(record.last_active.load(std::sync::atomic::Ordering::Relaxed)),
+    })))
+}
+
+/// `DELETE /@connections/{id}`: closes the connection (1000); 204.
+async fn delete_connection(
+    State(host): State<Host>,
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    host.require_bearer(&headers)?;
+    let (_, socket) = live(&shared, &host, &id)?;
+    host.runtime()
+        .close_socket(socket, 1000, "disconnected by the application");
+    Ok(StatusCode::NO_CONTENT)
+}
