@@ -319,6 +319,11 @@ impl SocketConn {
         }
     }
 
+    /// The close asked for, if any.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.outbound.lock().expect("socket queue poisoned").close.clone()
+    }
+
     /// True once a close was asked for.
     pub fn is_closing(&self) -> bool {
         self.outbound.lock().expect("socket queue poisoned").close.is_some()

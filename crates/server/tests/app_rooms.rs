@@ -596,6 +596,8 @@ async fn management_api() {
     let mut ada = join(&server, "ada", "b1", "manager").await;
     let mut bob = join(&server, "bob", "b2", "operator").await;
     let id = connection_id(&mut ada).await;
+    // Its answer leaves after its rooms are joined.
+    let bob_id = connection_id(&mut bob).await;
     let url = server.url(&format!("/@connections/{id}"));
 
     let sent = client
@@ -677,7 +679,6 @@ async fn management_api() {
                 .contains("Gone")
         );
     }
-    let bob_id = connection_id(&mut bob).await;
     let gone = client
         .delete(server.url(&format!("/api/connections/{bob_id}")))
         .bearer_auth(SECRET)
@@ -761,5 +762,28 @@ async fn limits() {
     let server = rooms_server(|c| set(c, "rooms_idle_timeout_ms", json!(300))).await;
     let mut quiet = join(&server, "ada", "b1", "m").await;
     assert_eq!(next_close(&mut quiet).await.map(|f| u16::from(f.code)), Some(1001));
+    server.stop().await;
+}
+
+/// A server that shuts down closes its sockets with 1012 and the backend still hears of each:
+/// the `$disconnect` is stored with the close and delivered, after the restart if not before.
+#[tokio::test]
+async fn shutdown_sends_disconnects() {
+    let (url, mut events) = backend(Arc::new(|_| Reply::Now(200, json!({})))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let configure = |c: &mut Config| {
+        with_jwt(c);
+        set(c, "backend_url", json!(url));
+    };
+    let server = TestServer::serve_in(dir.path(), configure, Default::default()).await;
+    let mut ada = join(&server, "ada", "b1", "manager").await;
+    assert_eq!(route_of(&next_event(&mut events).await), "$connect");
+    assert_eq!(ask(&mut ada, json!({"action": "ping"})).await["action"], "pong");
+    server.stop().await;
+    assert_eq!(next_close(&mut ada).await.map(|f| u16::from(f.code)), Some(1012));
+    let server = TestServer::serve_in(dir.path(), configure, Default::default()).await;
+    let gone = next_event(&mut events).await;
+    assert_eq!(route_of(&gone), "$disconnect");
+    assert_eq!(gone["requestContext"]["disconnectStatusCode"], 1012);
     server.stop().await;
 }

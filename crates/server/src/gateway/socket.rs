@@ -47,7 +47,8 @@ pub trait SocketHandler: Send + 'static {
     /// A text or binary frame arrived. The next frame is read only after this returns.
     fn on_frame(&mut self, conn: &Arc<SocketConn>, frame: Frame) -> impl Future<Output = ()> + Send;
     /// The socket is gone, with the close code the peer sent (1005 if its close frame had
-    /// none, 1006 if there was no close frame).
+    /// none); if the peer sent none, the one the server closed with (a shutdown's 1012, a
+    /// lifetime's 4002); 1006 if neither side closed.
     fn on_close(self, conn: &Arc<SocketConn>, code: u16, reason: String) -> impl Future<Output = ()> + Send;
 }
 
@@ -370,6 +371,7 @@ async fn read_loop<H: SocketHandler>(
             }
         }
     }
+    let server_close = conn.close_reason().map(|r| (r.code, r.reason));
     if !writer_done {
         let timed_out = close_deadline.is_some_and(|at| tokio::time::Instant::now() >= at);
         if !timed_out {
@@ -379,7 +381,7 @@ async fn read_loop<H: SocketHandler>(
             writer.abort();
         }
     }
-    let (code, reason) = peer_close.unwrap_or((close::ABNORMAL, String::new()));
+    let (code, reason) = peer_close.or(server_close).unwrap_or((close::ABNORMAL, String::new()));
     Box::pin(handler.on_close(&conn, code, reason)).await;
     runtime.socket_ended(conn.id());
     open.decrement(1.0);
