@@ -47,6 +47,13 @@ pub enum Scenario {
     Recovery(scenario::chat::RecoveryArgs),
     /// Durable effects: chat messages POSTed to a webhook this bench serves; effects per second.
     Effects(scenario::chat::EffectsArgs),
+    /// Rooms: events POSTed to `/api/broadcast`, delivered to JWT sockets in one room or one
+    /// room each; deliveries, latency, server CPU per delivery, memory per connection.
+    Rooms(scenario::rooms::RoomsArgs),
+    /// Publish API requests per second, closed loop, into a room with history.
+    RoomsPublish(scenario::rooms::PublishArgs),
+    /// A rooms client that was away resubscribes with its offset: time to recover the missed.
+    RoomsRecovery(scenario::rooms::RecoveryArgs),
     /// The kernel's floor: one write() of a frame per socket at the fan-out's shape and rate,
     /// from a thread that does nothing else; CPU per delivery to compare fan-out rows with.
     Floor(scenario::floor::FloorArgs),
@@ -68,6 +75,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Topics(a) => a.common.format,
         Scenario::Recovery(a) => a.common.format,
         Scenario::Effects(a) => a.common.format,
+        Scenario::Rooms(a) => a.rooms.common.format,
+        Scenario::RoomsPublish(a) => a.rooms.common.format,
+        Scenario::RoomsRecovery(a) => a.rooms.common.format,
         Scenario::Floor(a) => a.format,
         Scenario::BaselineServer(_) => unreachable!("served above"),
     };
@@ -87,6 +97,9 @@ pub async fn measure(args: BenchArgs) -> anyhow::Result<Report> {
         Scenario::Topics(a) => scenario::chat::topics(a).await,
         Scenario::Recovery(a) => scenario::chat::recovery(a).await,
         Scenario::Effects(a) => scenario::chat::effects(a).await,
+        Scenario::Rooms(a) => scenario::rooms::fanout(a).await,
+        Scenario::RoomsPublish(a) => scenario::rooms::publish_rate(a).await,
+        Scenario::RoomsRecovery(a) => scenario::rooms::recovery(a).await,
         Scenario::Floor(a) => scenario::floor::run(a).await,
         Scenario::BaselineServer(_) => {
             anyhow::bail!("baseline-server is a server, not a measurement: use `run`, or `baseline::serve`")
@@ -116,6 +129,9 @@ mod tests {
             "topics",
             "recovery",
             "effects",
+            "rooms",
+            "rooms-publish",
+            "rooms-recovery",
             "baseline-server",
         ] {
             Cli::try_parse_from(["bench", scenario]).unwrap_or_else(|e| panic!("{scenario}: {e}"));

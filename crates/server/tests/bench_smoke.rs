@@ -266,3 +266,46 @@ async fn chat_scenarios_and_floor_measure_real_work() {
     assert_eq!(int(&floor["frames_written"]), 400, "{floor}");
     assert_eq!(int(&floor["frames_delivered"]), 400, "{floor}");
 }
+
+/// The rooms scenarios against the rooms app: every event published reached every subscriber
+/// it was meant for, the publish API answered every request, and recovery got all it missed in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_scenarios_measure_real_work() {
+    const JWT: &str = "bench-smoke-jwt-secret-of-enough-length";
+    let server = support::TestServer::start_with(
+        |c| c.jwt_secret = Some(switchboard_server::config::Secret::new(JWT)),
+        vec![],
+    )
+    .await;
+    let common = vec![
+        "--url".to_string(),
+        server.url(""),
+        "--secret".to_string(),
+        support::SECRET.to_string(),
+        "--jwt-secret".to_string(),
+        JWT.to_string(),
+    ];
+    let small = ["--subscribers", "40", "--rate", "20", "--duration", "1"];
+    let one = &bench("rooms", &common, &small).await.results[0];
+    assert_eq!((int(&one["delivered"]), int(&one["expected"])), (800, 800), "{one}");
+    assert_eq!(int(&one["publish_failures"]), 0, "{one}");
+    assert_eq!(int(&one["latency"]["count"]), 800, "{one}");
+    let many = &bench("rooms", &common, &[&["--layout", "many"][..], &small[..]].concat())
+        .await
+        .results[0];
+    assert_eq!((int(&many["delivered"]), int(&many["expected"])), (20, 20), "{many}");
+    let publish = &bench(
+        "rooms-publish",
+        &common,
+        &["--requests", "200", "--concurrency", "8", "--subscribers", "2"],
+    )
+    .await
+    .results[0];
+    assert_eq!(int(&publish["delivered"]), 400, "{publish}");
+    let recovery = &bench("rooms-recovery", &common, &["--missed", "30", "--rounds", "2"])
+        .await
+        .results[0];
+    assert_eq!(int(&recovery["catch_up"]["count"]), 2, "{recovery}");
+    server.stop().await;
+}
