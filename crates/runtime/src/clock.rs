@@ -29,6 +29,15 @@ impl Clock {
         }
     }
 
+    /// A clock that reads `ms` now, whatever the system time: a machine whose clock was stepped
+    /// between two runs, in tests.
+    pub fn starting_at(ms: i64) -> Self {
+        Clock {
+            start_ms: ms,
+            start: Instant::now(),
+        }
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> i64 {
         self.start_ms + self.start.elapsed().as_millis() as i64

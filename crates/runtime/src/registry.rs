@@ -333,6 +333,7 @@ pub struct RuntimeBuilder {
     topics: Vec<(String, TopicOptions)>,
     runner: Option<Arc<dyn EffectRunner>>,
     cluster: Option<Arc<dyn Cluster>>,
+    clock: Option<Clock>,
 }
 
 /// Where topic histories are stored.
@@ -387,10 +388,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The clock to run on. Default: one that reads the system time at start.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Starts the runtime: the storage writer, stored topic histories and effects, and the alarm
     /// scheduler with every stored alarm. Must be called inside a tokio runtime.
     pub async fn start(self) -> Result<Runtime, StorageError> {
-        let clock = Clock::new();
+        let clock = self.clock.unwrap_or_default();
         let stats = Arc::new(Stats::default());
         let store = Store::start(self.backend.clone(), stats.clone());
         let alarms = self.backend.alarms().await?;
@@ -474,6 +481,7 @@ impl Runtime {
             topics: Vec::new(),
             runner: None,
             cluster: None,
+            clock: None,
         }
     }
 

@@ -77,3 +77,69 @@ async fn failed_alarm_is_retried_with_backoff_then_cleared() {
     assert_eq!(stub.call(0).await.unwrap(), None, "a handled alarm is cleared");
     rt.shutdown().await;
 }
+
+/// Reports each alarm it handles; sets one on request.
+struct Sleeper;
+
+static WOKE: std::sync::OnceLock<mpsc::UnboundedSender<i64>> = std::sync::OnceLock::new();
+
+impl Object for Sleeper {
+    const CLASS: &'static str = "sleeper";
+    type Request = i64;
+    type Reply = ();
+
+    async fn start(_ctx: &mut Context) -> HookResult<Self> {
+        Ok(Sleeper)
+    }
+
+    async fn on_request(&mut self, ctx: &mut Context, at_ms: i64) -> HookResult {
+        ctx.set_alarm(at_ms);
+        Ok(())
+    }
+
+    async fn on_alarm(&mut self, ctx: &mut Context) -> HookResult {
+        let _ = WOKE.get().unwrap().send(ctx.now_ms());
+        Ok(())
+    }
+}
+
+/// The system clock stepped between two runs (NTP, a dead RTC battery, a manual change): an
+/// alarm is due at its wall-clock time, so a clock stepped forward past it fires it at once
+/// when the server starts, and one stepped back fires it only when the clock reaches it again —
+/// never lost, never early. Within a run the runtime counts monotonic time, so a step of the
+/// system clock moves nothing.
+#[tokio::test(start_paused = true)]
+async fn alarms_across_clock_steps() {
+    use switchboard_runtime::Clock;
+    let (tx, mut woke) = mpsc::unbounded_channel();
+    WOKE.set(tx).unwrap();
+    const T: i64 = 1_700_000_000_000;
+    const HOUR: i64 = 3_600_000;
+    let backend = Arc::new(MemoryBackend::new());
+    let start = |at: i64| {
+        Runtime::builder(RuntimeConfig::default(), backend.clone())
+            .class::<Sleeper>()
+            .clock(Clock::starting_at(at))
+            .start()
+    };
+
+    // Set for T + 60 s; the next run's clock reads an hour later: due, fired at once.
+    let rt = start(T).await.unwrap();
+    rt.object::<Sleeper>("a").call(T + 60_000).await.unwrap();
+    rt.shutdown().await;
+    let rt = start(T + HOUR).await.unwrap();
+    let fired_at = woke.recv().await.unwrap();
+    assert_eq!(fired_at, T + HOUR, "fired at start, without waiting");
+    rt.object::<Sleeper>("b").call(T + HOUR + 60_000).await.unwrap();
+    rt.shutdown().await;
+
+    // The next run's clock was stepped back an hour: the alarm waits for its time.
+    let rt = start(T).await.unwrap();
+    let started = Instant::now();
+    tokio::time::advance(Duration::from_secs(3_600)).await;
+    assert!(woke.try_recv().is_err(), "not early");
+    let fired_at = woke.recv().await.unwrap();
+    assert_eq!(fired_at, T + HOUR + 60_000);
+    assert_eq!(started.elapsed(), Duration::from_millis((HOUR + 60_000) as u64));
+    rt.shutdown().await;
+}
