@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use switchboard_proto::counter::{Args, HistoryEntry, Metadata, Mutation, Op, SocketRequest, Update, counter_id};
 use switchboard_proto::time::iso_from_ms;
 use switchboard_runtime::{
-    AutoResponse, CappedLog, ConnectInfo, Context, Frame, HookResult, Object, RuntimeBuilder, SocketRef,
+    AutoResponse, CappedLog, ConnectInfo, Context, Frame, HookResult, NewSocket, Object, RuntimeBuilder, SocketRef,
 };
 
 use crate::http::{ApiError, Refusal, json_body};
-use crate::{App, Host, valid_name};
+use crate::{App, Host, PeerAddr, RateLimit, SocketOptions, valid_name};
 
 /// Storage key of the counter's value and metadata.
 const STATE: &str = "state";
@@ -36,12 +36,16 @@ pub struct Counters;
 pub struct CounterConfig {
     /// Entries kept in each counter's history. Default: 1000.
     pub counter_history_limit: usize,
+    /// Operations per second one counter socket may send, sustained (twice as many at once);
+    /// over it, an error reply per frame, then close 1008. 0: no limit. Default: 100.
+    pub counter_socket_rate_per_second: u32,
 }
 
 impl Default for CounterConfig {
     fn default() -> Self {
         CounterConfig {
             counter_history_limit: 1000,
+            counter_socket_rate_per_second: 100,
         }
     }
 }
@@ -54,10 +58,12 @@ impl App for Counters {
         builder.class::<Counter>().setting(config.clone())
     }
 
-    fn routes(&self, _config: &CounterConfig) -> Router<Host> {
-        Router::new()
-            .route("/rpc/{method}", post(rpc))
-            .route("/ws/counter/{name}", get(socket))
+    fn routes(&self, config: &CounterConfig) -> Router<Host> {
+        let options = socket_options(config);
+        Router::new().route("/rpc/{method}", post(rpc)).route(
+            "/ws/counter/{name}",
+            get(move |host, name, req| socket(host, name, req, options.clone())),
+        )
     }
 }
 
@@ -84,6 +90,9 @@ pub struct Counter {
 pub struct CounterRequest {
     pub op: Op,
     pub args: Args,
+    /// The client's address: a mutation that creates the counter counts against its share of
+    /// new objects.
+    pub origin: Option<std::net::IpAddr>,
 }
 
 /// What an operation returns.
@@ -108,6 +117,17 @@ impl Object for Counter {
         ))
     }
 
+    /// A socket to a counter that does not exist yet keeps its client's address, so that an
+    /// operation creating the counter over the socket counts against that client's share.
+    async fn on_connect(&mut self, ctx: &mut Context, socket: NewSocket) -> HookResult {
+        let peer = socket.info.peer;
+        let socket = ctx.accept(socket, &[])?;
+        if let (None, Some(peer)) = (&self.stored, peer) {
+            ctx.set_attachment(&socket, &peer.ip())?;
+        }
+        Ok(())
+    }
+
     async fn start(ctx: &mut Context) -> HookResult<Self> {
         let limit = ctx.setting::<CounterConfig>().map_or(1000, |c| c.counter_history_limit);
         Ok(Counter {
@@ -119,7 +139,7 @@ impl Object for Counter {
     }
 
     async fn on_request(&mut self, ctx: &mut Context, request: CounterRequest) -> HookResult<Self::Reply> {
-        self.apply(ctx, request.op, &request.args).await
+        self.apply(ctx, request.op, &request.args, request.origin).await
     }
 
     async fn on_message(&mut self, ctx: &mut Context, socket: SocketRef, frame: Frame) -> HookResult {
@@ -131,7 +151,7 @@ impl Object for Counter {
                     "type": "error", "id": request.id,
                     "message": format!("unknown type {:?}; expected ping or one of: {}", request.kind, Op::list()),
                 }),
-                Some(op) => match self.apply(ctx, op, &request.args).await? {
+                Some(op) => match self.apply(ctx, op, &request.args, ctx.attachment(&socket)).await? {
                     Ok(outcome) => {
                         let mut result = json!({"type": "result", "id": request.id});
                         let fields = match outcome {
@@ -176,7 +196,13 @@ impl Counter {
 
     /// Applies an operation: `Err` when a hook error (storage) discards the event, `Ok(Err)`
     /// when the operation is refused and nothing changed.
-    async fn apply(&mut self, ctx: &mut Context, op: Op, args: &Args) -> HookResult<Result<Outcome, Refusal>> {
+    async fn apply(
+        &mut self,
+        ctx: &mut Context,
+        op: Op,
+        args: &Args,
+        origin: Option<std::net::IpAddr>,
+    ) -> HookResult<Result<Outcome, Refusal>> {
         let previous = self.value();
         let (value, amount) = match op {
             Op::GetValue => return Ok(Ok(Outcome::Value(previous))),
@@ -207,6 +233,15 @@ impl Counter {
             },
             Op::Reset => (0, None),
         };
+        if self.stored.is_none()
+            && let Some(origin) = origin
+            && !ctx.admit_creation(origin)
+        {
+            return Ok(Err(Refusal::TooMany(format!(
+                "{origin} has created too many objects in the last minute; counter {:?} was not created",
+                self.name
+            ))));
+        }
         let now = ctx.now_ms();
         let mut stored = self.stored.clone().unwrap_or(Stored {
             value: 0,
@@ -261,6 +296,7 @@ impl Counter {
 async fn rpc(
     State(host): State<Host>,
     Path(method): Path<String>,
+    peer: Option<axum::Extension<PeerAddr>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let op = method.strip_prefix("counter.").and_then(Op::from_name).ok_or_else(|| {
@@ -278,7 +314,11 @@ async fn rpc(
     let outcome = host
         .runtime()
         .object::<Counter>(&name)
-        .call(CounterRequest { op, args })
+        .call(CounterRequest {
+            op,
+            args,
+            origin: peer.map(|p| p.0.0.ip()),
+        })
         .await??;
     Ok(Json(match outcome {
         Outcome::Mutated(m) => serde_json::to_value(m).expect("wire types serialize"),
@@ -288,10 +328,30 @@ async fn rpc(
     }))
 }
 
-async fn socket(State(host): State<Host>, Path(name): Path<String>, req: Request) -> Response {
+async fn socket(State(host): State<Host>, Path(name): Path<String>, req: Request, options: SocketOptions) -> Response {
     if let Err(e) = valid_name("counter name", &name) {
         return axum::response::IntoResponse::into_response(e);
     }
     let stub = host.runtime().object::<Counter>(&name);
-    host.connect(req, stub, ConnectInfo::default(), Default::default())
+    host.connect(req, stub, ConnectInfo::default(), options)
+}
+
+/// A counter socket's limits: its rate, answered in the protocol's own error shape.
+fn socket_options(config: &CounterConfig) -> SocketOptions {
+    let rate = config.counter_socket_rate_per_second;
+    SocketOptions {
+        rate_limit: (rate > 0).then(|| RateLimit {
+            per_second: f64::from(rate),
+            burst: rate.saturating_mul(2),
+            reply: Some(Frame::text(
+                json!({
+                    "type": "error",
+                    "message": format!("rate limit exceeded: at most {rate} operations per second on one socket; this one was dropped"),
+                })
+                .to_string(),
+            )),
+            close_after: rate.saturating_mul(2),
+        }),
+        ..Default::default()
+    }
 }

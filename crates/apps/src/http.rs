@@ -58,6 +58,8 @@ pub enum Refusal {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    TooMany(String),
 }
 
 impl From<Refusal> for ApiError {
@@ -67,6 +69,7 @@ impl From<Refusal> for ApiError {
             Refusal::NotFound(m) => ApiError::not_found(m),
             Refusal::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
             Refusal::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+            Refusal::TooMany(m) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, m),
         }
     }
 }

@@ -201,6 +201,18 @@ impl Context {
         socket.conn.last_auto_response_ms()
     }
 
+    /// Counts the creation of this object for `origin` (the client whose request makes it
+    /// exist: call it before the first write of an object that has none); false when that
+    /// origin has created its share this minute (`RuntimeConfig::new_objects_per_origin_per_minute`),
+    /// and the event should refuse instead of writing.
+    pub fn admit_creation(&mut self, origin: std::net::IpAddr) -> bool {
+        self.rt
+            .inner
+            .creations
+            .as_ref()
+            .is_none_or(|c| c.admit(origin, self.rt.now_ms()))
+    }
+
     // ---- topics
 
     /// The topics a socket of this object is subscribed to now (subscriptions of this event

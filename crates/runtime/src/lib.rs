@@ -53,6 +53,7 @@ mod auto_response;
 mod clock;
 pub mod cluster;
 mod context;
+mod creation;
 pub mod effect;
 mod log;
 mod object;

@@ -44,6 +44,11 @@ pub struct RuntimeConfig {
     pub effect_retry: RetryPolicy,
     /// Retries of failed alarms. Default: from 1 s, doubling to 5 min.
     pub alarm_retry: RetryPolicy,
+    /// New objects one origin may create per minute (see [`Context::admit_creation`]);
+    /// `None`: no limit. Default: none.
+    ///
+    /// [`Context::admit_creation`]: crate::Context::admit_creation
+    pub new_objects_per_origin_per_minute: Option<usize>,
 }
 
 impl Default for RuntimeConfig {
@@ -55,6 +60,7 @@ impl Default for RuntimeConfig {
                 first: Duration::from_secs(1),
                 max: Duration::from_secs(300),
             },
+            new_objects_per_origin_per_minute: None,
         }
     }
 }
@@ -313,6 +319,7 @@ pub(crate) struct Inner {
     pub(crate) sockets: SocketIndex,
     pub(crate) outbox: Outbox,
     pub(crate) cluster: Option<Arc<dyn Cluster>>,
+    pub(crate) creations: Option<crate::creation::Creations>,
     classes: HashMap<&'static str, Arc<dyn Class>>,
     slots: Mutex<HashMap<Address, Arc<dyn AnySlot>>>,
 }
@@ -414,6 +421,10 @@ impl RuntimeBuilder {
         let rt = Runtime {
             inner: Arc::new(Inner {
                 outbox: Outbox::new(self.runner, self.config.effect_retry),
+                creations: self
+                    .config
+                    .new_objects_per_origin_per_minute
+                    .map(crate::creation::Creations::new),
                 config: self.config,
                 settings: Arc::new(self.settings),
                 store,

@@ -60,6 +60,17 @@ pub struct Config {
     /// Connections (HTTP and WebSocket) one client address may hold open at once; one more is
     /// answered 429 and closed. Default: 1000.
     pub max_connections_per_ip: usize,
+    /// HTTP requests and WebSocket frames one client address may send per second, sustained,
+    /// across all its connections; over it, 429 (or the socket route's rate-limit reply, then
+    /// 1008). 0: no limit — behind a reverse proxy every client has the proxy's address.
+    /// Default: 0.
+    pub ip_rate_per_second: u32,
+    /// Requests and frames an address may send at once above that rate. 0: twice the rate.
+    /// Default: 0.
+    pub ip_rate_burst: u32,
+    /// New objects one client address may create per minute (a counter's first write, say);
+    /// over it, 429 and nothing stored. 0: no limit. Default: 0.
+    pub max_new_objects_per_ip_per_minute: usize,
     /// Let WebSocket upgrades with `Origin: file://` through the origin policy. Browsers never
     /// send it (a local page's origin is `null`); the ESP32 arduinoWebSockets library does.
     /// Default: true.
@@ -313,6 +324,33 @@ const KEYS: &[Key] = &[
         show: |c| Some(c.max_connections_per_ip.to_string()),
     },
     Key {
+        name: "ip_rate_per_second",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.ip_rate_per_second = r.int(k, 0, 0, 10_000_000)? as u32;
+            Ok(())
+        },
+        show: |c| Some(c.ip_rate_per_second.to_string()),
+    },
+    Key {
+        name: "ip_rate_burst",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.ip_rate_burst = r.int(k, 0, 0, 10_000_000)? as u32;
+            Ok(())
+        },
+        show: |c| Some(c.ip_rate_burst.to_string()),
+    },
+    Key {
+        name: "max_new_objects_per_ip_per_minute",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.max_new_objects_per_ip_per_minute = r.int(k, 0, 0, 100_000_000)? as usize;
+            Ok(())
+        },
+        show: |c| Some(c.max_new_objects_per_ip_per_minute.to_string()),
+    },
+    Key {
         name: "allow_file_origin",
         kind: Kind::Bool,
         read: |r, k, c| {
@@ -497,6 +535,9 @@ impl Config {
             handshake_timeout: Duration::ZERO,
             body_timeout: Duration::ZERO,
             max_connections_per_ip: 0,
+            ip_rate_per_second: 0,
+            ip_rate_burst: 0,
+            max_new_objects_per_ip_per_minute: 0,
             allow_file_origin: false,
             shutdown_timeout: Duration::ZERO,
             close_timeout: Duration::ZERO,

@@ -114,6 +114,8 @@ pub async fn start_with(
     let mut builder = Runtime::builder(
         RuntimeConfig {
             hibernate_after: config.hibernate_after,
+            new_objects_per_origin_per_minute: (config.max_new_objects_per_ip_per_minute > 0)
+                .then_some(config.max_new_objects_per_ip_per_minute),
             ..RuntimeConfig::default()
         },
         Arc::new(backend),
@@ -130,6 +132,7 @@ pub async fn start_with(
         routes = routes.merge(app.routes());
     }
     let runtime = builder.start().await.context("cannot start the object runtime")?;
+    let config_ip_rate = (config.ip_rate_per_second, config.ip_rate_burst);
     let gateway = Gateway {
         config: Arc::new(config),
         auth_secret: auth_secret.clone(),
@@ -138,6 +141,7 @@ pub async fn start_with(
         shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
         metrics,
+        ip_rates: gateway::limits::IpRates::new(config_ip_rate.0, config_ip_rate.1),
     };
     let host = Host::new(Arc::new(gateway.clone()));
     let router = gateway::router(gateway.clone(), routes, host.clone());

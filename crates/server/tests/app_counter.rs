@@ -353,3 +353,56 @@ async fn bad_inputs_get_clear_errors() {
     );
     server.stop().await;
 }
+
+/// One socket cannot flood a counter with durable writes: past its rate (and burst) each
+/// operation is answered with the protocol's error and dropped, and a socket that keeps on is
+/// closed with 1008. What was accepted is all that was stored.
+#[tokio::test]
+async fn a_flooding_socket_is_limited_then_closed() {
+    let server = TestServer::start_with(
+        |c| {
+            c.app_values.insert("counter_socket_rate_per_second".into(), json!(5));
+        },
+        vec![],
+    )
+    .await;
+    let mut socket = ws(&server.ws_url("/ws/counter/flood")).await;
+    for i in 0..40 {
+        send(
+            &mut socket,
+            &json!({"type": "increment", "id": format!("f{i}")}).to_string(),
+        )
+        .await;
+    }
+    let (mut results, mut refused) = (0, 0);
+    let code = loop {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut socket))
+            .await
+            .unwrap()
+        {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                let frame: Value = serde_json::from_str(&t).unwrap();
+                match frame["type"].as_str() {
+                    Some("result") => results += 1,
+                    Some("error") => {
+                        assert!(frame["message"].as_str().unwrap().contains("rate limit"), "{frame}");
+                        refused += 1;
+                    }
+                    _ => {}
+                }
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+    assert_eq!(refused, 9, "the tenth refusal in a row closes the socket");
+    // The burst of 10 (and what refilled meanwhile) was stored; the rest was not. (Results
+    // still on their way when the socket was closed are not sent.)
+    let (_, value) = op(&server, "getValue", json!({"name": "flood"})).await;
+    let stored = value["value"].as_i64().unwrap();
+    assert!((10..=12).contains(&stored), "{stored}");
+    assert!(results <= stored, "{results} results, {stored} stored");
+    server.stop().await;
+}

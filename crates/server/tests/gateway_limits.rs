@@ -98,3 +98,84 @@ async fn oversize_body_answer_is_readable_after_writing_it_all() {
     read_answer(&mut stream).await.assert_json_error(413);
     server.stop().await;
 }
+
+/// With `ip_rate_per_second`, an address's requests and socket frames share one bucket: past
+/// its burst an HTTP request is 429 with `Retry-After`, and a socket frame gets the route's own
+/// rate-limit error; a socket that keeps on is closed with 1008. Another address is not
+/// affected.
+#[tokio::test]
+async fn request_and_frame_rate_per_address() {
+    let server = TestServer::start_with(
+        |c| {
+            c.ip_rate_per_second = 1;
+            c.ip_rate_burst = 4;
+        },
+        vec![],
+    )
+    .await;
+    // The upgrade takes the first token, two requests the next two.
+    let mut socket = ws(&server.ws_url("/ws/counter/rate")).await;
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        assert_eq!(client.get(server.url("/healthz")).send().await.unwrap().status(), 200);
+    }
+    send(&mut socket, r#"{"type":"increment","id":"ok"}"#).await;
+    assert_eq!(next_json(&mut socket).await["type"], "increment");
+    assert_eq!(next_json(&mut socket).await["id"], "ok");
+    let refused = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("this address"), "{body}");
+    send(&mut socket, r#"{"type":"increment","id":"over"}"#).await;
+    let error = next_json(&mut socket).await;
+    assert_eq!(error["type"], "error");
+    assert!(error["message"].as_str().unwrap().contains("rate limit"), "{error}");
+    for _ in 0..10 {
+        send(&mut socket, r#"{"type":"increment"}"#).await;
+    }
+    assert_eq!(next_close(&mut socket).await.map(|f| u16::from(f.code)), Some(1008));
+    // Another client address (127.0.0.2 is loopback too) has a bucket of its own.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    stream.write_all(HEALTHZ).await.unwrap();
+    let answer = read_answer(&mut stream).await;
+    assert_eq!(answer.status, 200);
+    server.stop().await;
+}
+
+/// With `max_new_objects_per_ip_per_minute`, an address creates at most that many objects a
+/// minute: the next counter it would create is 429 over HTTP and an error over a socket, and
+/// nothing is stored; counters that exist take its writes as before.
+#[tokio::test]
+async fn new_objects_per_address_are_bounded() {
+    let server = TestServer::start_with(|c| c.max_new_objects_per_ip_per_minute = 2, vec![]).await;
+    let increment = |name: &str| {
+        let url = server.url("/rpc/counter.increment");
+        let body = serde_json::json!({ "name": name });
+        async move { post_json(&url, &body, None).await }
+    };
+    assert_eq!(increment("one").await.0, 200);
+    assert_eq!(increment("two").await.0, 200);
+    let (status, body) = increment("three").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("too many objects"), "{body}");
+    assert_eq!(increment("one").await.0, 200, "an existing counter is not a creation");
+    let (_, value) = post_json(
+        &server.url("/rpc/counter.getValue"),
+        &serde_json::json!({"name": "three"}),
+        None,
+    )
+    .await;
+    assert_eq!(value["value"], 0, "nothing stored");
+    let mut socket = ws(&server.ws_url("/ws/counter/four")).await;
+    send(&mut socket, r#"{"type":"increment","id":"c"}"#).await;
+    let error = next_json(&mut socket).await;
+    assert_eq!(
+        (error["type"].as_str(), error["id"].as_str()),
+        (Some("error"), Some("c")),
+        "{error}"
+    );
+    server.stop().await;
+}

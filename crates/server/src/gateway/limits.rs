@@ -1,5 +1,6 @@
-//! Limits a client meets before its request reaches a route: connections per client address, the
-//! time to send a request body, and the drain that lets a refused body's sender read its answer.
+//! Limits a client meets before its request reaches a route: connections and the request and
+//! frame rate per client address, the time to send a request body, and the drain that lets a
+//! refused body's sender read its answer.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -69,6 +70,83 @@ impl Drop for IpSlot {
             }
         }
     }
+}
+
+/// Addresses whose buckets are kept before full (idle) ones are forgotten.
+const RATE_ADDRESSES: usize = 65_536;
+
+/// Requests and socket frames per client address: a token bucket each, shared by all of that
+/// address's connections.
+pub struct IpRates {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl IpRates {
+    /// `None` when `per_second` is 0 (no limit); a `burst` of 0 is twice the rate.
+    pub fn new(per_second: u32, burst: u32) -> Option<Arc<Self>> {
+        (per_second > 0).then(|| {
+            let burst = if burst == 0 {
+                per_second.saturating_mul(2)
+            } else {
+                burst
+            };
+            Arc::new(IpRates {
+                per_second: f64::from(per_second),
+                burst: f64::from(burst),
+                buckets: Mutex::default(),
+            })
+        })
+    }
+
+    /// The most an address may send at once.
+    pub fn burst(&self) -> u32 {
+        self.burst as u32
+    }
+
+    /// Takes a token from `ip`'s bucket; false when it is empty.
+    pub fn take(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("rate table lock");
+        if buckets.len() >= RATE_ADDRESSES && !buckets.contains_key(&ip) {
+            // An address whose bucket has refilled is the same as one never seen.
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, (tokens, at)| *tokens + (now - *at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        *tokens = (*tokens + (now - *at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Answers 429 to a request whose address is over its rate (`ip_rate_per_second`).
+pub async fn limit_rate(State(rates): State<Arc<IpRates>>, req: Request, next: Next) -> Response {
+    let ip = req.extensions().get::<switchboard_apps::PeerAddr>().map(|p| p.0.ip());
+    if let Some(ip) = ip
+        && !rates.take(ip)
+    {
+        metrics::counter!("switchboard_requests_refused_total", "reason" => "ip_rate").increment(1);
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many requests from this address: at most {} per second",
+                rates.per_second
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    next.run(req).await
 }
 
 /// Most bytes of a refused request's body read and thrown away so that its sender, which may
@@ -204,5 +282,21 @@ mod tests {
         assert!(limit.admit(b).is_some());
         drop(first);
         assert!(limit.admit(a).is_some());
+    }
+
+    /// An address's bucket holds its burst, refills at its rate, and is its own.
+    #[tokio::test(start_paused = true)]
+    async fn rates_per_address() {
+        let rates = IpRates::new(10, 3).unwrap();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!((0..3).all(|_| rates.take(a)));
+        assert!(!rates.take(a));
+        assert!(rates.take(b));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(rates.take(a));
+        assert!(!rates.take(a));
+        assert!(IpRates::new(0, 5).is_none());
+        assert_eq!(IpRates::new(7, 0).unwrap().burst(), 14);
     }
 }

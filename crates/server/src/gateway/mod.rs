@@ -51,6 +51,8 @@ pub struct Gateway {
     /// Every socket's task (and every adopted connection), so shutdown can wait for them.
     pub(crate) sockets: TaskTracker,
     pub(crate) metrics: PrometheusHandle,
+    /// Requests and frames per client address, when `ip_rate_per_second` is set.
+    pub(crate) ip_rates: Option<Arc<limits::IpRates>>,
 }
 
 impl Gateway {
@@ -67,9 +69,10 @@ impl Gateway {
         let config = upgrade::socket_config(max_frame, max_message);
         let protocol = upgrade::chosen_protocol(req.headers(), options.subprotocol.as_deref());
         let gateway = self.clone();
+        let peer = req.extensions().get::<switchboard_apps::PeerAddr>().map(|p| p.0.ip());
         upgrade::upgrade(req, config, protocol, move |ws| {
             let conn = gateway.runtime.new_socket(gateway.config.outbound_queue);
-            let connection = socket::Connection::new(ws, conn, &gateway, options);
+            let connection = socket::Connection::new(ws, conn, &gateway, options, peer);
             gateway.sockets.track_future(on_socket(connection))
         })
     }
@@ -200,8 +203,12 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway, tls:
         .layer(axum::Extension(origin::OriginPolicy::new(
             &config.cors_origins,
             config.allow_file_origin,
-        )))
-        .layer(axum::middleware::from_fn(answers::api_answers));
+        )));
+    let router = match &gateway.ip_rates {
+        Some(rates) => router.layer(axum::middleware::from_fn_with_state(rates.clone(), limits::limit_rate)),
+        None => router,
+    };
+    let router = router.layer(axum::middleware::from_fn(answers::api_answers));
     if let Some(tls) = &tls {
         tokio::spawn(reload_on_hangup(tls.clone(), shutdown.clone()));
     }

@@ -63,6 +63,7 @@ pub struct Connection {
     tracker: TaskTracker,
     options: SocketOptions,
     heartbeat: Option<Heartbeat>,
+    address_rate: Option<Box<AddressRate>>,
 }
 
 impl Connection {
@@ -71,6 +72,7 @@ impl Connection {
         conn: Arc<SocketConn>,
         gateway: &super::Gateway,
         options: SocketOptions,
+        peer: Option<std::net::IpAddr>,
     ) -> Self {
         Connection {
             ws,
@@ -83,6 +85,15 @@ impl Connection {
                 options.ping_interval.unwrap_or(gateway.config.ping_interval),
                 gateway.config.ping_timeout,
             ),
+            address_rate: match (&gateway.ip_rates, peer) {
+                (Some(rates), Some(ip)) => Some(Box::new(AddressRate {
+                    rates: rates.clone(),
+                    ip,
+                    reply: options.rate_limit.as_ref().and_then(|r| r.reply.clone()),
+                    excess: 0,
+                })),
+                _ => None,
+            },
             options,
         }
     }
@@ -104,6 +115,7 @@ impl Connection {
             Guards {
                 limits,
                 heartbeat: self.heartbeat,
+                address_rate: self.address_rate,
             },
             self.runtime,
         );
@@ -159,6 +171,33 @@ impl Heartbeat {
 struct Guards {
     limits: Option<Box<Limits>>,
     heartbeat: Option<Heartbeat>,
+    address_rate: Option<Box<AddressRate>>,
+}
+
+/// The socket's share of its client address's rate (`ip_rate_per_second`), answered like the
+/// route's own rate limit.
+struct AddressRate {
+    rates: Arc<super::limits::IpRates>,
+    ip: std::net::IpAddr,
+    /// The route's rate-limit reply, if it has one.
+    reply: Option<Frame>,
+    /// Frames refused in a row.
+    excess: u32,
+}
+
+impl AddressRate {
+    fn frame_in(&mut self) -> Admit {
+        if self.rates.take(self.ip) {
+            self.excess = 0;
+            return Admit::Pass;
+        }
+        self.excess += 1;
+        if self.excess >= self.rates.burst().max(1) {
+            Admit::Close
+        } else {
+            Admit::Refuse(self.reply.clone())
+        }
+    }
 }
 
 impl Guards {
@@ -332,7 +371,11 @@ async fn read_loop<H: SocketHandler>(
                     None => break,
                 };
                 frames_in.increment(1);
-                match guards.limits.as_mut().map_or(Admit::Pass, |l| l.frame_in()) {
+                let admit = match guards.address_rate.as_mut().map_or(Admit::Pass, |a| a.frame_in()) {
+                    Admit::Pass => guards.limits.as_mut().map_or(Admit::Pass, |l| l.frame_in()),
+                    refused => refused,
+                };
+                match admit {
                     // The handler's futures are boxed so that this long-lived task does not
                     // carry room for them between frames (a task is as big as its largest state).
                     Admit::Pass => Box::pin(handler.on_frame(&conn, frame)).await,
