@@ -787,3 +787,57 @@ async fn shutdown_sends_disconnects() {
     assert_eq!(gone["requestContext"]["disconnectStatusCode"], 1012);
     server.stop().await;
 }
+
+/// A bounded random run of frames on a rooms socket — real actions with random data, near
+/// misses and garbage: each gets exactly one reply in the protocol's shape, the socket stays
+/// open, and it is still in its own rooms at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_frames_each_get_one_reply() {
+    let server = rooms_server(|c| set(c, "rooms_rate_per_second", json!(0))).await;
+    let mut socket = join(&server, "ada", "b1", "manager").await;
+    let mut seed: u64 = 0x5eed_0000_7007_0001;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let values = [
+        json!(null),
+        json!(7),
+        json!("order:1"),
+        json!({"room": 3}),
+        json!([1]),
+        json!(""),
+    ];
+    let actions = [
+        "ping",
+        "getRooms",
+        "subscribe",
+        "unsubscribe",
+        "subscribeToOrder",
+        "getStatus",
+        "dance",
+        "",
+    ];
+    for i in 0..300 {
+        let value = values[next(values.len() as u64) as usize].clone();
+        let text = match next(6) {
+            0 => json!({"action": actions[next(8) as usize]}).to_string(),
+            1 => json!({"action": "subscribe", "data": {"room": format!("order:{}", next(150)), "offset": next(3), "epoch": "e"}}).to_string(),
+            2 => json!({"action": actions[next(8) as usize], "data": {"room": value, "orderId": next(99)}}).to_string(),
+            3 => json!({"action": "subscribe", "data": {"room": format!("{}:{}", ["branch", "user", "role", "x"][next(4) as usize], next(3))}}).to_string(),
+            4 => (0..next(60)).map(|_| char::from_u32(next(0xD7FF) as u32 + 1).unwrap_or('?')).collect(),
+            _ => format!("{{\"action\": \"subscribe\", \"data\": {i}"),
+        };
+        send(&mut socket, &text).await;
+        let reply = next_json(&mut socket).await;
+        assert!(reply["action"].is_string(), "{text} → {reply}");
+    }
+    let status = ask(&mut socket, json!({"action": "getStatus"})).await;
+    let rooms = status["rooms"].as_array().unwrap();
+    for own in ["branch:b1", "role:manager:b1", "user:ada"] {
+        assert!(rooms.contains(&json!(own)), "{status}");
+    }
+    server.stop().await;
+}
