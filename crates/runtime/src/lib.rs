@@ -73,7 +73,9 @@ pub use context::{Context, SocketError, json_frame};
 pub use effect::{Attempt, Effect, EffectDone, EffectResponse, EffectRunner, HttpRequest, OutboxStats, RetryPolicy};
 pub use log::CappedLog;
 pub use object::{ConnectInfo, HookError, HookResult, Message, NewSocket, Object, SocketRef};
-pub use registry::{CallError, ObjectSocket, PublishError, Runtime, RuntimeBuilder, RuntimeConfig, Stub, Subscription};
+pub use registry::{
+    CallError, ObjectSocket, ObjectStatus, PublishError, Runtime, RuntimeBuilder, RuntimeConfig, Stub, Subscription,
+};
 pub use socket::{
     Batch, CLOSE_POLICY, CloseReason, Delivery, Frame, QueueLimits, SendError, SocketConn, SocketId, Utf8Bytes,
 };

@@ -470,6 +470,15 @@ pub struct Subscription {
     pub reply: Option<ReplyFrame>,
 }
 
+/// What [`Runtime::object_status`] tells of an object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectStatus {
+    /// Its instance is in memory (not hibernated, not yet started).
+    pub awake: bool,
+    /// Sockets it holds, awake or hibernated.
+    pub sockets: usize,
+}
+
 /// Why a publish from outside an object failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
@@ -514,6 +523,20 @@ impl Runtime {
     /// The id of this node in its cluster (`None` on a single node).
     pub fn node_id(&self) -> Option<String> {
         self.inner.cluster.as_ref().map(|c| c.node_id().to_string())
+    }
+
+    /// Whether the object at `address` is in memory here, and how many sockets it holds; `None`
+    /// when no class of that name is registered.
+    pub fn object_status(&self, address: &Address) -> Option<ObjectStatus> {
+        self.inner.classes.get(&*address.class)?;
+        let slots = self.inner.slots.lock().expect("registry poisoned");
+        Some(match slots.get(address) {
+            Some(slot) => ObjectStatus {
+                awake: slot.is_live(),
+                sockets: slot.core().sockets.len(),
+            },
+            None => ObjectStatus::default(),
+        })
     }
 
     /// Counters of this runtime.

@@ -99,3 +99,41 @@ async fn metrics_can_require_the_api_secret() {
     assert!(allowed.text().await.unwrap().contains("switchboard_objects_live"));
     server.stop().await;
 }
+
+/// `GET /api/objects/{class}/{name}` (API secret) tells whether an object is awake and how many
+/// sockets it holds, without waking or creating it; an unknown class is 404.
+#[tokio::test]
+async fn object_status_for_operators() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::new();
+    let status = |path: &str| {
+        let req = client.get(server.url(path)).bearer_auth(SECRET);
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    assert_eq!(
+        status("/api/objects/counter/idle").await,
+        (
+            200,
+            serde_json::json!({"class": "counter", "name": "idle", "owner": "local", "awake": false, "sockets": 0})
+        )
+    );
+    let _socket = ws(&server.ws_url("/ws/counter/busy")).await;
+    server.wait_for_stats("the socket accepted", |s| s.sockets == 1).await;
+    let (_, busy) = status("/api/objects/counter/busy").await;
+    assert_eq!(
+        (busy["awake"].as_bool(), busy["sockets"].as_u64()),
+        (Some(true), Some(1)),
+        "{busy}"
+    );
+    assert_eq!(status("/api/objects/nosuch/x").await.0, 404);
+    let anonymous = client
+        .get(server.url("/api/objects/counter/busy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    server.stop().await;
+}

@@ -109,7 +109,8 @@ pub fn router(gateway: Gateway, apps: Router<Host>, host: Host) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/api/objects/{class}/{name}", get(object_status));
     if gateway.config.echo_enabled {
         router = router.route("/ws/echo", get(echo_socket));
     }
@@ -149,6 +150,28 @@ async fn metrics(State(gw): State<Gateway>, headers: axum::http::HeaderMap) -> R
     crate::telemetry::record_runtime(&gw.runtime.stats());
     crate::telemetry::record_heap();
     ([("content-type", "text/plain; version=0.0.4")], gw.metrics.render()).into_response()
+}
+
+/// `GET /api/objects/{class}/{name}` (API secret): where an object lives and whether it is in
+/// memory. Nothing is woken or created by asking.
+async fn object_status(
+    State(gw): State<Gateway>,
+    axum::extract::Path((class, name)): axum::extract::Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    switchboard_apps::http::require_bearer(&headers, gw.auth_secret.expose())?;
+    let address = switchboard_runtime::Address::new(&class, &name);
+    let status = gw
+        .runtime
+        .object_status(&address)
+        .ok_or_else(|| ApiError::not_found(format!("no object class {class:?} is served here")))?;
+    Ok(axum::Json(serde_json::json!({
+        "class": class,
+        "name": name,
+        "owner": gw.runtime.node_id().unwrap_or_else(|| "local".into()),
+        "awake": status.awake,
+        "sockets": status.sockets,
+    })))
 }
 
 async fn echo_socket(State(gw): State<Gateway>, req: Request) -> Response {
