@@ -22,7 +22,9 @@ export default defineConfig({
           // Failure bounds only: every step waits on a signal from the page or the server.
           testTimeout: 30_000,
           hookTimeout: 60_000,
-          fileParallelism: false,
+          // One browser and one server at a time: the machine may be small.
+          pool: "forks",
+          poolOptions: { forks: { singleFork: true } },
         },
       },
     ],
