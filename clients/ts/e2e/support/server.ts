@@ -11,9 +11,10 @@ import { fileURLToPath } from "node:url";
 export const AUTH_SECRET = "e2e-auth-secret-0123456789";
 const JWT_SECRET = "e2e-jwt-secret-0123456789abcdef";
 
-/** The binary under test: $SWITCHBOARD_BIN, else the workspace's debug build. */
+/** The binary under test: $SB_E2E_BINARY, else the workspace's debug build. (Not a SWITCHBOARD_
+ * name: the server refuses environment variables of its prefix that it does not know.) */
 const BINARY =
-  process.env.SWITCHBOARD_BIN ??
+  process.env.SB_E2E_BINARY ??
   resolve(fileURLToPath(new URL(".", import.meta.url)), "../../../../target/debug/switchboard");
 
 export class SwitchboardServer {
@@ -33,7 +34,8 @@ export class SwitchboardServer {
   async start(): Promise<void> {
     const child = spawn(BINARY, ["serve", "--listen", this.address, "--data-dir", this.dataDir], {
       env: {
-        ...process.env,
+        // Only this test's configuration: none of the caller's SWITCHBOARD_* settings.
+        ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("SWITCHBOARD_"))),
         SWITCHBOARD_AUTH_SECRET: AUTH_SECRET,
         SWITCHBOARD_JWT_SECRET: JWT_SECRET,
         SWITCHBOARD_CORS_ORIGINS: this.corsOrigin,
