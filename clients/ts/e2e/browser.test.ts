@@ -1,9 +1,11 @@
 // End to end: the example pages in headless Chromium against the real switchboard binary.
 // Every wait is on a signal (a page condition, a server answer, a process exit); the vitest
 // timeouts are only failure bounds.
+import { rmSync } from "node:fs";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { launchBrowser, screenshotAll } from "./support/browser.js";
+import { bundlePages } from "./support/bundle.js";
 import { serveStatic } from "./support/static.js";
 import { SwitchboardServer, signToken } from "./support/server.js";
 
@@ -16,13 +18,15 @@ interface PageEvent {
 }
 
 let site: Awaited<ReturnType<typeof serveStatic>>;
+let bundleDir: string;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
 let context: BrowserContext;
 let server: SwitchboardServer;
 let pages: Page[] = [];
 
 beforeAll(async () => {
-  site = await serveStatic();
+  bundleDir = await bundlePages(["react-counter.tsx"]);
+  site = await serveStatic(bundleDir);
   browser = await launchBrowser();
   context = browser.context;
   // Under the test's own bound, so a wait that fails says which condition it was waiting for.
@@ -31,6 +35,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await site?.close();
+  if (bundleDir) rmSync(bundleDir, { recursive: true, force: true });
 });
 
 beforeEach(async () => {
@@ -93,19 +98,22 @@ async function expectContiguousOffsets(tab: Page): Promise<void> {
 }
 
 describe("in a browser, against the real server", () => {
-  it("two tabs on one counter see the same values", async () => {
+  it("two tabs on one counter see the same values (the plain client and the React hook)", async () => {
     const a = await open("counter.html", { name: "shared" });
-    const b = await open("counter.html", { name: "shared" });
+    const b = await open("react-counter.html", { name: "shared" });
     await Promise.all([stateIs(a, "open"), stateIs(b, "open")]);
     const valueIs = (tab: Page, v: string) =>
       tab.waitForFunction((x) => document.getElementById("value")?.textContent === x, v);
 
+    await Promise.all([valueIs(a, "0"), valueIs(b, "0")]);
     for (let i = 0; i < 3; i++) await a.click("#inc");
     await Promise.all([valueIs(a, "3"), valueIs(b, "3")]);
+    await b.click("#inc");
+    await Promise.all([valueIs(a, "4"), valueIs(b, "4")]);
     await b.click("#dec");
-    await Promise.all([valueIs(a, "2"), valueIs(b, "2")]);
+    await Promise.all([valueIs(a, "3"), valueIs(b, "3")]);
     const read = await server.api<{ value: number }>("POST", "/rpc/counter.getValue", { name: "shared" });
-    expect(read.value).toBe(2);
+    expect(read.value).toBe(3);
   });
 
   it("a network cut (server-side close, reconnect held back) loses no room event", async () => {

@@ -8,13 +8,15 @@ import { extname, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
-const roots: Record<string, string> = {
+const staticRoots: Record<string, string> = {
   "/pages/": resolve(here, "../pages"),
   "/client/": resolve(here, "../../packages/client/dist"),
 };
 const types: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".map": "application/json" };
 
-export async function serveStatic(): Promise<{ origin: string; close: () => Promise<void> }> {
+/** Serves the pages, the built client, and `bundleDir` (esbuild's output) at /bundle/. */
+export async function serveStatic(bundleDir: string): Promise<{ origin: string; close: () => Promise<void> }> {
+  const roots: Record<string, string> = { ...staticRoots, "/bundle/": bundleDir };
   const server: Server = createServer(async (request, response) => {
     const path = new URL(request.url ?? "/", "http://x").pathname;
     const prefix = Object.keys(roots).find((p) => path.startsWith(p));
