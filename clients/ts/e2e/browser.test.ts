@@ -6,6 +6,7 @@ import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { launchBrowser, screenshotAll } from "./support/browser.js";
 import { bundlePages } from "./support/bundle.js";
+import { startProxy } from "./support/proxy.js";
 import { serveStatic } from "./support/static.js";
 import { SwitchboardServer, signToken } from "./support/server.js";
 
@@ -52,11 +53,11 @@ afterEach(async (test) => {
   await server.stop();
 });
 
-async function open(page: string, params: Record<string, string>): Promise<Page> {
+async function open(page: string, params: Record<string, string>, via = server.url): Promise<Page> {
   const tab = await context.newPage();
   pages.push(tab);
   tab.on("pageerror", (error) => console.error(`page error in ${page}: ${error.message}`));
-  const query = new URLSearchParams({ server: server.url, ...params });
+  const query = new URLSearchParams({ server: via, ...params });
   await tab.goto(`${site.origin}/pages/${page}?${query}`);
   return tab;
 }
@@ -200,5 +201,32 @@ describe("in a browser, against the real server", () => {
     });
     expect(history.map((h) => `${h.op}:${h.value}`)).toEqual([5, 4, 3, 2, 1].map((v) => `setValue:${v}`));
     await tab.waitForFunction(() => document.getElementById("value")?.textContent === "5");
+  });
+
+  it("a silent network cut is noticed by the heartbeat, and the page catches up once it is over", async () => {
+    const proxy = await startProxy(() => new URL(server.url));
+    try {
+      const tab = await open("counter.html", { name: "silent", heartbeat: "500", connectionTimeout: "1000" }, proxy.url);
+      await stateIs(tab, "open");
+      const valueIs = (v: string) => tab.waitForFunction((x) => document.getElementById("value")?.textContent === x, v);
+      const closes = () => tab.evaluate(() => (window as unknown as { app: { closes: number[] } }).app.closes);
+      await server.api("POST", "/rpc/counter.increment", { name: "silent" });
+      await valueIs("1");
+
+      proxy.cut();
+      // Nothing closes: only the heartbeat can tell (4409), then an attempt into the void
+      // is abandoned by the connection timeout (4408).
+      await tab.waitForFunction(() => (window as unknown as { app: { closes: number[] } }).app.closes.includes(4408));
+      expect((await closes()).slice(0, 2)).toEqual([4409, 4408]);
+      await server.api("POST", "/rpc/counter.increment", { name: "silent" }); // missed by the page
+
+      proxy.restore();
+      await stateIs(tab, "open");
+      await valueIs("2"); // read again on reconnect
+      await server.api("POST", "/rpc/counter.increment", { name: "silent" });
+      await valueIs("3"); // live again
+    } finally {
+      await proxy.close();
+    }
   });
 });
