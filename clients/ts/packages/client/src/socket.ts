@@ -59,6 +59,15 @@ export interface SocketOptions {
   random?: () => number;
   /** Do not connect until `reconnect()` is called. */
   startClosed?: boolean;
+  /** Where the browser says the network is back (`online`): a socket waiting out its backoff
+   * then tries at once. Default `window` where there is one; `null` to not listen. */
+  network?: NetworkEvents | null;
+}
+
+/** The part of `window` that tells when the network comes back. */
+export interface NetworkEvents {
+  addEventListener(type: "online", listener: () => void): void;
+  removeEventListener(type: "online", listener: () => void): void;
 }
 
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
@@ -111,12 +120,34 @@ export class ReconnectingSocket extends Emitter<SocketEvents> {
   private pingTimer: Timer | undefined;
   private pongTimer: Timer | undefined;
 
+  private readonly network: NetworkEvents | null;
+  private readonly impl: WebSocketConstructor;
+
   constructor(options: SocketOptions) {
     super();
     this.options = options;
+    const impl = options.WebSocket ?? (globalThis.WebSocket as unknown as WebSocketConstructor | undefined);
+    if (!impl) throw new Error("no WebSocket implementation: pass options.WebSocket");
+    this.impl = impl;
     this.queue = new BoundedQueue(options.maxQueuedMessages ?? 1000, options.overflow);
+    this.network =
+      options.network !== undefined
+        ? options.network
+        : typeof (globalThis as Partial<NetworkEvents>).addEventListener === "function"
+          ? (globalThis as unknown as NetworkEvents)
+          : null;
     if (options.startClosed) this.stopped = true;
-    else this.connect();
+    else this.start();
+  }
+
+  /** The network is back: an attempt now beats waiting out a backoff grown during the outage. */
+  private readonly online = () => {
+    if (!this.stopped && this.reconnectTimer !== undefined && this.current !== "open") this.reconnect();
+  };
+
+  private start(): void {
+    this.network?.addEventListener("online", this.online);
+    void this.connect();
   }
 
   get state(): ConnectionState {
@@ -148,6 +179,7 @@ export class ReconnectingSocket extends Emitter<SocketEvents> {
   /** Closes for good (until `reconnect()`); queued frames stay queued. */
   close(code = 1000, reason = ""): void {
     this.stopped = true;
+    this.network?.removeEventListener("online", this.online);
     this.generation++;
     this.clearTimers();
     const ws = this.ws;
@@ -162,6 +194,7 @@ export class ReconnectingSocket extends Emitter<SocketEvents> {
   /** Drops the current connection, if any, and connects again at once (backoff reset). Use it on
    * the browser's `online` event or a server's "reconnect" hint. */
   reconnect(): void {
+    if (this.stopped) this.network?.addEventListener("online", this.online);
     this.stopped = false;
     this.clearTimers();
     const ws = this.ws;
@@ -173,7 +206,7 @@ export class ReconnectingSocket extends Emitter<SocketEvents> {
       }
     }
     this.attempt = 0;
-    this.connect();
+    void this.connect();
   }
 
   private setState(next: ConnectionState): void {
@@ -200,11 +233,9 @@ export class ReconnectingSocket extends Emitter<SocketEvents> {
       return;
     }
     if (generation !== this.generation) return;
-    const Impl = this.options.WebSocket ?? (globalThis.WebSocket as unknown as WebSocketConstructor | undefined);
-    if (!Impl) throw new Error("no WebSocket implementation: pass options.WebSocket");
     let ws: WebSocketLike;
     try {
-      ws = new Impl(url, this.options.protocols);
+      ws = new this.impl(url, this.options.protocols);
     } catch (error) {
       this.emit("error", { error });
       this.lost(1006, "the WebSocket could not be created");
@@ -286,6 +317,7 @@ export class ReconnectingSocket extends Emitter<SocketEvents> {
     this.emit("close", { ...info, willReconnect });
     if (!willReconnect) {
       this.stopped = true;
+      this.network?.removeEventListener("online", this.online);
       this.setState("closed");
       return;
     }
@@ -295,6 +327,7 @@ export class ReconnectingSocket extends Emitter<SocketEvents> {
     this.emit("reconnecting", { attempt: this.attempt, delay });
     const generation = ++this.generation;
     this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
       if (generation === this.generation) void this.connect();
     }, delay);
   }

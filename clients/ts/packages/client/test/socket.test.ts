@@ -15,6 +15,7 @@ beforeEach(() => {
 });
 afterEach(() => {
   vi.useRealTimers();
+  vi.unstubAllGlobals();
 });
 
 function setup(options: Partial<SocketOptions> = {}) {
@@ -239,5 +240,27 @@ describe("ReconnectingSocket", () => {
     fakes.last().open();
     fakes.last().serverClose(4001, "unauthorized", true);
     expect(socket.state).toBe("closed");
+  });
+
+  it("tries at once when the browser says the network is back", () => {
+    const network = new EventTarget();
+    const { fakes, socket } = setup({ network, backoff: { minDelay: 60_000, maxDelay: 60_000 } });
+    fakes.last().open();
+    fakes.last().serverClose();
+    expect(fakes.sockets.length).toBe(1); // waiting out 30 s
+    network.dispatchEvent(new Event("online"));
+    expect(fakes.sockets.length).toBe(2);
+    network.dispatchEvent(new Event("online")); // mid-attempt: no second attempt
+    expect(fakes.sockets.length).toBe(2);
+    socket.close();
+    network.dispatchEvent(new Event("online")); // closed: stays closed
+    expect(fakes.sockets.length).toBe(2);
+  });
+
+  it("refuses to start without a WebSocket implementation", () => {
+    vi.stubGlobal("WebSocket", undefined); // Node 22 and browsers have one
+    expect(() => new ReconnectingSocket({ url: "ws://x", WebSocket: undefined, network: null })).toThrow(
+      /no WebSocket implementation/,
+    );
   });
 });
