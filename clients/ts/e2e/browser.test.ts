@@ -229,4 +229,31 @@ describe("in a browser, against the real server", () => {
       await proxy.close();
     }
   });
+
+  it("a display shows every update, including those posted while it was cut off", async () => {
+    const proxy = await startProxy(() => new URL(server.url));
+    try {
+      await server.api("POST", "/session/t7/init", { tenantId: "org" });
+      const tab = await open("display.html", { session: "t7", heartbeat: "500" }, proxy.url);
+      await stateIs(tab, "open");
+      const transcriptIs = (lines: string[]) =>
+        tab.waitForFunction(
+          (want) => JSON.stringify([...document.querySelectorAll("#transcript li")].map((li) => li.textContent)) === want,
+          JSON.stringify(lines),
+        );
+      await server.api("POST", "/session/t7/update", { type: "transcription", text: "Two soups, please" });
+      await transcriptIs(["Two soups, please"]);
+
+      proxy.cut();
+      await tab.waitForFunction(() => document.getElementById("status")?.dataset.state !== "open");
+      await server.api("POST", "/session/t7/update", { type: "transcription", text: "And bread" });
+      await server.api("POST", "/session/t7/update", { type: "order_summary", items: [{ dish: "soup", qty: 2 }] });
+      proxy.restore();
+
+      await transcriptIs(["Two soups, please", "And bread"]);
+      await tab.waitForFunction(() => document.getElementById("order")?.textContent === '[{"dish":"soup","qty":2}]');
+    } finally {
+      await proxy.close();
+    }
+  });
 });
