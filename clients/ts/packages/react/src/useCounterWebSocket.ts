@@ -28,6 +28,11 @@ export interface UseCounterWebSocketOptions {
   /** Called with every update, after the cache is updated. */
   onUpdate?: (update: CounterUpdate) => void;
   queryKeys?: CounterQueryKeys;
+  /** The seed's fixed reconnect delay, in ms; here the ceiling of the first backoff delay
+   * (the delay then grows, with jitter). Default 500. */
+  reconnectInterval?: number;
+  /** The seed's ping interval, in ms: a ping after this much silence. Default 25000. */
+  pingInterval?: number;
   /** Passed to the CounterClient (backoff, heartbeat timings, a WebSocket for tests…). */
   clientOptions?: Omit<CounterOptions, "url">;
 }
@@ -47,7 +52,7 @@ export function useCounterWebSocket(
   const [lastUpdate, setLastUpdate] = useState<Date | null>(null);
 
   const status = useProtocolClient(
-    enabled ? () => new CounterClient(name, { ...latest.current.clientOptions, url }) : null,
+    enabled ? () => new CounterClient(name, counterClientOptions(options)) : null,
     [name, url, enabled],
   );
   const { client } = status;
@@ -79,4 +84,18 @@ export function useCounterWebSocket(
   }, [client, name, queryClient, latest]);
 
   return { isConnected: status.isConnected, isConnecting: status.isConnecting, error: status.error, lastUpdate };
+}
+
+/** The client's options from the hook's: the seed's two timing knobs folded into the client's
+ * own (explicit clientOptions win). */
+function counterClientOptions(options: UseCounterWebSocketOptions): CounterOptions {
+  const { clientOptions = {}, url, reconnectInterval, pingInterval } = options;
+  const backoff = reconnectInterval === undefined ? undefined : { minDelay: reconnectInterval };
+  const heartbeat = pingInterval === undefined ? undefined : { interval: pingInterval };
+  return {
+    ...clientOptions,
+    url,
+    backoff: { ...backoff, ...clientOptions.backoff },
+    heartbeat: clientOptions.heartbeat ?? heartbeat,
+  };
 }

@@ -84,6 +84,36 @@ describe("useCounterWebSocket", () => {
     }
   });
 
+  it("takes the seed's reconnectInterval and pingInterval", async () => {
+    vi.useFakeTimers();
+    try {
+      const fakes = fakeWebSockets();
+      const { wrapper } = withQueryClient();
+      renderHook(
+        () =>
+          useCounterWebSocket("c", {
+            url: "http://s",
+            reconnectInterval: 3000,
+            pingInterval: 30_000,
+            clientOptions: { WebSocket: fakes.WebSocket, random: () => 0.999 },
+          }),
+        { wrapper },
+      );
+      act(() => fakes.last().open());
+      await act(() => vi.advanceTimersByTimeAsync(29_999));
+      expect(fakes.last().sent).toEqual([]);
+      await act(() => vi.advanceTimersByTimeAsync(1));
+      expect(fakes.last().frames()).toEqual([{ type: "ping" }]);
+      act(() => fakes.last().serverClose());
+      await act(() => vi.advanceTimersByTimeAsync(2996)); // 0.999 × 3000 = 2997
+      expect(fakes.sockets.length).toBe(1);
+      await act(() => vi.advanceTimersByTimeAsync(1));
+      expect(fakes.sockets.length).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("stays closed while disabled", () => {
     const fakes = fakeWebSockets();
     const { wrapper } = withQueryClient();
