@@ -82,3 +82,84 @@ fn address_in_use_is_reported() {
     assert_ne!(code, 0);
     assert!(err.contains(&addr), "{err}");
 }
+
+/// `switchboard token` signs with the server's key: the HS256 secret generated into the data
+/// folder (the same one the server then uses), or, when the server verifies with a public key,
+/// the matching private key given with `--key` — and says so when it is missing.
+#[test]
+fn token_signs_with_the_servers_key() {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (code, out, err) = run(
+        &[
+            "token",
+            "--sub",
+            "ada",
+            "--branch",
+            "b1",
+            "--role",
+            "manager",
+            "--ttl",
+            "15m",
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let secret = std::fs::read_to_string(dir.path().join("data/jwt_secret")).unwrap();
+    let claims = decode::<serde_json::Value>(
+        out.trim(),
+        &DecodingKey::from_secret(secret.trim().as_bytes()),
+        &Validation::new(Algorithm::HS256),
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(
+        (
+            claims["sub"].as_str(),
+            claims["branchId"].as_str(),
+            claims["role"].as_str()
+        ),
+        (Some("ada"), Some("b1"), Some("manager"))
+    );
+    let ttl = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+    assert_eq!(ttl, 900);
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let (public, private) = (dir.path().join("public.pem"), dir.path().join("private.pem"));
+    std::fs::write(&public, key.public_key_pem()).unwrap();
+    std::fs::write(&private, key.serialize_pem()).unwrap();
+    let with_public = format!("jwt_public_key={}", public.display());
+    let (code, _, err) = run(
+        &["token", "--sub", "ada", "--set", &with_public, "--data-dir", data],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--key"), "{err}");
+    let (code, out, err) = run(
+        &[
+            "token",
+            "--sub",
+            "ada",
+            "--key",
+            private.to_str().unwrap(),
+            "--set",
+            &with_public,
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let es = DecodingKey::from_ec_pem(key.public_key_pem().as_bytes()).unwrap();
+    let claims = decode::<serde_json::Value>(out.trim(), &es, &Validation::new(Algorithm::ES256))
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], "ada");
+    let (code, _, err) = run(&["token", "--sub", "ada", "--ttl", "1w", "--data-dir", data], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unit"), "{err}");
+}
