@@ -225,6 +225,9 @@ impl Adopted {
 pub trait HostApi: Send + Sync + 'static {
     fn runtime(&self) -> &Runtime;
     fn auth_secret(&self) -> &str;
+    /// Admits an operator: the API secret as `Authorization: Bearer`, or a signed-in session
+    /// of the server's console.
+    fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError>;
     /// Verifies a client token (JWT) with the configured key; returns its claims.
     fn verify_token(&self, token: &str) -> Result<Value, TokenError>;
     /// Upgrades `req` to a WebSocket with `options` and hands it to the object `connector`
@@ -250,9 +253,11 @@ impl Host {
         self.0.runtime()
     }
 
-    /// Checks `Authorization: Bearer <secret>` against the server's API secret.
+    /// Admits an operator: `Authorization: Bearer <secret>` with the server's API secret, or a
+    /// signed-in session of the server's console (so its pages can drive the APIs without the
+    /// key in the page).
     pub fn require_bearer(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        crate::http::require_bearer(headers, self.0.auth_secret())
+        self.0.require_admin(headers)
     }
 
     /// Whether `token` is the server's API secret (for `?token=` on sockets).

@@ -94,6 +94,8 @@ impl Context {
             tags: tags.iter().map(|t| Arc::from(*t)).collect(),
             attachment: None,
         });
+        // The socket count changed: whoever waits on the runtime's counters looks again.
+        self.rt.inner.stats.changed.notify_waiters();
         Ok(SocketRef { conn: socket.conn })
     }
 

@@ -563,7 +563,8 @@ impl Runtime {
     }
 
     /// Waits until `pred` holds for the runtime's counters, checking whenever an object wakes,
-    /// hibernates or is evicted, a socket leaves an object, an alarm fires or an effect succeeds.
+    /// hibernates or is evicted, a socket joins or leaves an object, an alarm fires or an effect
+    /// succeeds.
     pub async fn wait_for_stats(&self, pred: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
         loop {
             let changed = self.inner.stats.changed.notified();

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod console;
 pub mod effects;
 pub mod gateway;
 pub mod secret;
@@ -142,6 +143,8 @@ pub async fn start_with(
         sockets: TaskTracker::new(),
         metrics,
         ip_rates: gateway::limits::IpRates::new(config_ip_rate.0, config_ip_rate.1),
+        sessions: Arc::default(),
+        tls: tls.is_some(),
     };
     let host = Host::new(Arc::new(gateway.clone()));
     let router = gateway::router(gateway.clone(), routes, host.clone());

@@ -53,6 +53,20 @@ pub struct Gateway {
     pub(crate) metrics: PrometheusHandle,
     /// Requests and frames per client address, when `ip_rate_per_second` is set.
     pub(crate) ip_rates: Option<Arc<limits::IpRates>>,
+    /// Signed-in console sessions.
+    pub(crate) sessions: Arc<crate::console::Sessions>,
+    /// Serving HTTPS (the console's cookie is then `Secure`).
+    pub(crate) tls: bool,
+}
+
+impl Gateway {
+    /// The admin key as `Authorization: Bearer`, or a signed-in console session.
+    pub(crate) fn require_admin(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        if self.sessions.signed_in(headers) {
+            return Ok(());
+        }
+        switchboard_apps::http::require_bearer(headers, self.auth_secret.expose())
+    }
 }
 
 impl Gateway {
@@ -87,6 +101,10 @@ impl HostApi for Gateway {
         self.auth_secret.expose()
     }
 
+    fn require_admin(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        Gateway::require_admin(self, headers)
+    }
+
     fn verify_token(&self, token: &str) -> Result<serde_json::Value, TokenError> {
         self.tokens.verify(token)
     }
@@ -110,7 +128,8 @@ pub fn router(gateway: Gateway, apps: Router<Host>, host: Host) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/objects/{class}/{name}", get(object_status));
+        .route("/api/objects/{class}/{name}", get(object_status))
+        .merge(crate::console::routes());
     if gateway.config.echo_enabled {
         router = router.route("/ws/echo", get(echo_socket));
     }
@@ -143,7 +162,7 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
 
 async fn metrics(State(gw): State<Gateway>, headers: axum::http::HeaderMap) -> Response {
     if gw.config.metrics_require_auth
-        && let Err(e) = switchboard_apps::http::require_bearer(&headers, gw.auth_secret.expose())
+        && let Err(e) = gw.require_admin(&headers)
     {
         return e.into_response();
     }
@@ -159,7 +178,7 @@ async fn object_status(
     axum::extract::Path((class, name)): axum::extract::Path<(String, String)>,
     headers: axum::http::HeaderMap,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    switchboard_apps::http::require_bearer(&headers, gw.auth_secret.expose())?;
+    gw.require_admin(&headers)?;
     let address = switchboard_runtime::Address::new(&class, &name);
     let status = gw
         .runtime
