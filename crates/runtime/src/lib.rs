@@ -74,7 +74,8 @@ pub use effect::{Attempt, Effect, EffectDone, EffectResponse, EffectRunner, Http
 pub use log::CappedLog;
 pub use object::{ConnectInfo, HookError, HookResult, Message, NewSocket, Object, SocketRef};
 pub use registry::{
-    CallError, ObjectSocket, ObjectStatus, PublishError, Runtime, RuntimeBuilder, RuntimeConfig, Stub, Subscription,
+    CallError, ObjectDetail, ObjectSocket, ObjectStatus, PublishError, Runtime, RuntimeBuilder, RuntimeConfig,
+    SocketDetail, Stub, Subscription,
 };
 pub use socket::{
     Batch, CLOSE_POLICY, CloseReason, Delivery, Frame, QueueLimits, SendError, SocketConn, SocketId, Utf8Bytes,

@@ -479,6 +479,31 @@ pub struct ObjectStatus {
     pub sockets: usize,
 }
 
+/// What [`Runtime::inspect`] shows of an object.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectDetail {
+    pub awake: bool,
+    pub sockets: Vec<SocketDetail>,
+    /// Its stored keys, in order (not the writes of an event still committing).
+    pub keys: Vec<String>,
+    /// There are more keys than were listed.
+    pub more_keys: bool,
+    /// When its alarm is due (ms since the epoch).
+    pub alarm: Option<i64>,
+    pub outbox: OutboxStats,
+}
+
+/// One socket of an object, as [`Runtime::inspect`] shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SocketDetail {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub attachment_bytes: usize,
+    pub topics: Vec<String>,
+}
+
 /// Why a publish from outside an object failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
@@ -537,6 +562,42 @@ impl Runtime {
             },
             None => ObjectStatus::default(),
         })
+    }
+
+    /// What an operator may see of an object, without waking it: its sockets (tags, topics,
+    /// attachment size), its stored keys (the first `max_keys`, in order), its alarm and its
+    /// outbox. `None` when no class of that name is registered.
+    pub async fn inspect(&self, address: &Address, max_keys: usize) -> Option<Result<ObjectDetail, StorageError>> {
+        let status = self.object_status(address)?;
+        let sockets = {
+            let slots = self.inner.slots.lock().expect("registry poisoned");
+            slots.get(address).map_or_else(Vec::new, |slot| {
+                let set = &slot.core().sockets;
+                set.conns(None)
+                    .into_iter()
+                    .map(|conn| SocketDetail {
+                        id: conn.id().to_string(),
+                        tags: set.tags(conn.id()),
+                        attachment_bytes: set.attachment(conn.id()).map_or(0, |a| a.len()),
+                        topics: self.inner.sockets.topics(conn.id()),
+                    })
+                    .collect()
+            })
+        };
+        let listed = self
+            .inner
+            .store
+            .backend
+            .list(address, &ListOptions::default().limit(max_keys + 1))
+            .await;
+        Some(listed.map(|rows| ObjectDetail {
+            awake: status.awake,
+            sockets,
+            more_keys: rows.len() > max_keys,
+            keys: rows.into_iter().take(max_keys).map(|(key, _)| key).collect(),
+            alarm: self.inner.alarms.get(address),
+            outbox: self.outbox(address),
+        }))
     }
 
     /// Counters of this runtime.

@@ -195,7 +195,7 @@ function overviewPage(main) {
   const history = Object.fromEntries(GAUGES.map(([id]) => [id, []]));
   const cards = el('div', { class: 'cards' });
   const topics = el('tbody');
-  const objectResult = el('pre', { id: 'object-result', hidden: true });
+  const objectResult = el('div', { id: 'object-result', 'aria-live': 'polite' });
   main.append(
     el('h1', {}, 'Overview'),
     cards,
@@ -206,12 +206,11 @@ function overviewPage(main) {
       event.preventDefault();
       const form = event.target;
       try {
-        const status = await api(`/api/objects/${encodeURIComponent(form.class.value)}/${encodeURIComponent(form.name.value)}`);
-        objectResult.textContent = JSON.stringify(status, null, 2);
+        const detail = await api(`/console/api/objects/${encodeURIComponent(form.class.value)}/${encodeURIComponent(form.name.value)}`);
+        objectResult.replaceChildren(objectDetail(detail));
       } catch (error) {
-        objectResult.textContent = error.message;
+        objectResult.replaceChildren(el('p', { class: 'error' }, error.message));
       }
-      objectResult.hidden = false;
     } },
     el('div', {}, el('label', { for: 'object-class' }, 'Class'), el('input', { id: 'object-class', name: 'class', value: 'counter', required: true })),
     el('div', {}, el('label', { for: 'object-name' }, 'Name'), el('input', { id: 'object-name', name: 'name', required: true })),
@@ -251,6 +250,19 @@ function overviewPage(main) {
     stopMetrics();
     stopTopics();
   };
+}
+
+/** An object as `/console/api/objects/…` describes it. */
+function objectDetail(d) {
+  return el('div', { class: 'object' },
+    el('p', {}, `${d.class} “${d.name}” on node ${d.owner}: ${d.awake ? 'awake' : 'not in memory'}; alarm ${d.alarm ? new Date(d.alarm).toISOString() : 'none'}; outbox ${d.outbox.depth} waiting`),
+    el('h3', {}, `Sockets (${d.sockets.length})`),
+    d.sockets.length
+      ? el('table', {}, el('thead', {}, el('tr', {}, ['Socket', 'Tags', 'Topics', 'Attachment'].map((h) => el('th', {}, h)))),
+        el('tbody', {}, d.sockets.map((s) => el('tr', {}, el('td', {}, s.id), el('td', {}, s.tags.join(', ') || '—'), el('td', {}, s.topics.join(', ') || '—'), el('td', {}, `${s.attachmentBytes} bytes`)))))
+      : el('p', { class: 'hint' }, 'No sockets.'),
+    el('h3', {}, `Stored keys (${d.keys.length}${d.moreKeys ? '+' : ''})`),
+    d.keys.length ? el('ul', { id: 'object-keys' }, d.keys.map((k) => el('li', {}, el('code', {}, k)))) : el('p', { class: 'hint' }, 'Nothing stored.'));
 }
 
 // ---- counter (the live counter seed's two-tab demo: open it twice and watch both)

@@ -143,3 +143,38 @@ async fn embedded_files_and_topics() {
     assert!(topics["topics"].is_array(), "{topics}");
     server.stop().await;
 }
+
+/// An object's page shows its sockets with their tags and topics, its stored keys, its alarm
+/// and its outbox — without waking it; an unknown class is 404.
+#[tokio::test]
+async fn object_detail() {
+    let server = TestServer::start().await;
+    let client = reqwest::Client::new();
+    let _socket = ws(&server.ws_url("/ws/counter/seen")).await;
+    server.wait_for_stats("the socket accepted", |s| s.sockets == 1).await;
+    let (status, _) = post_json(&server.url("/rpc/counter.increment"), &json!({"name": "seen"}), None).await;
+    assert_eq!(status, 200);
+    let detail: Value = client
+        .get(server.url("/console/api/objects/counter/seen"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["class"], "counter");
+    assert_eq!(detail["sockets"].as_array().unwrap().len(), 1, "{detail}");
+    assert_eq!(detail["sockets"][0]["id"].as_str().unwrap().len(), 16);
+    let keys = detail["keys"].as_array().unwrap();
+    assert!(!keys.is_empty() && detail["moreKeys"] == false, "{detail}");
+    assert_eq!(detail["outbox"]["depth"], 0);
+    let missing = client
+        .get(server.url("/console/api/objects/nosuch/x"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    server.stop().await;
+}

@@ -87,6 +87,7 @@ pub fn routes() -> Router<Gateway> {
         .route("/", get(index))
         .route("/console/session", post(sign_in).delete(sign_out))
         .route("/console/api/topics", get(topics))
+        .route("/console/api/objects/{class}/{name}", get(object))
         .route("/console/{file}", get(asset))
 }
 
@@ -207,6 +208,31 @@ async fn topics(State(gw): State<Gateway>, headers: HeaderMap) -> Result<Json<se
         })
         .collect();
     Ok(Json(json!({ "topics": topics })))
+}
+
+/// Keys listed per object.
+const MAX_KEYS: usize = 200;
+
+/// `GET /console/api/objects/{class}/{name}` (admin): an object's sockets, stored keys, alarm
+/// and outbox, without waking it.
+async fn object(
+    State(gw): State<Gateway>,
+    Path((class, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    gw.require_admin(&headers)?;
+    let address = switchboard_runtime::Address::new(&class, &name);
+    let detail = gw
+        .runtime
+        .inspect(&address, MAX_KEYS)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("no object class {class:?} is served here")))?
+        .map_err(ApiError::unavailable)?;
+    let mut body = serde_json::to_value(detail).expect("plain data");
+    body["class"] = class.into();
+    body["name"] = name.into();
+    body["owner"] = gw.runtime.node_id().unwrap_or_else(|| "local".into()).into();
+    Ok(Json(body))
 }
 
 #[cfg(test)]
