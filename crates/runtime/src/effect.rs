@@ -178,15 +178,18 @@ impl Outbox {
         }
     }
 
-    /// A new pending effect of `address`.
-    pub(crate) fn prepare(&self, address: &Address, effect: Effect, now_ms: i64) -> Pending {
+    /// A new pending effect of `address`, with the idempotency key `key` or a new random one.
+    pub(crate) fn prepare(&self, address: &Address, effect: Effect, key: Option<String>, now_ms: i64) -> Pending {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let mut r = [0u8; 8];
-        getrandom::fill(&mut r).expect("the OS has randomness");
+        let key = key.unwrap_or_else(|| {
+            let mut r = [0u8; 8];
+            getrandom::fill(&mut r).expect("the OS has randomness");
+            format!("{}-{}", address, u64::from_le_bytes(r))
+        });
         Pending {
             class: address.class.to_string(),
             name: address.name.to_string(),
-            key: format!("{}-{}", address, u64::from_le_bytes(r)),
+            key,
             at_ms: now_ms,
             effect,
             seq,

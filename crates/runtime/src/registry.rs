@@ -576,6 +576,12 @@ impl Runtime {
         self.inner.sockets.get(id).is_some_and(|c| !c.is_closing())
     }
 
+    /// When the gateway last auto-responded on a socket of this node (ms since the epoch; 0:
+    /// never); `None` if no such socket is here.
+    pub fn last_auto_response_ms(&self, id: SocketId) -> Option<u64> {
+        self.inner.sockets.get(id).map(|c| c.last_auto_response_ms())
+    }
+
     /// Queues a frame on a socket by id; false if no such socket is open here. A socket of
     /// another node is reached through the cluster (true: sent on its way).
     pub fn send_to_socket(&self, id: SocketId, frame: Frame) -> bool {
