@@ -5,6 +5,7 @@
 //! but its public API.
 
 pub mod counter;
+pub mod device;
 pub mod display;
 pub mod host;
 pub mod http;
@@ -16,7 +17,11 @@ pub use host::{
 
 /// The built-in apps, with their default settings.
 pub fn builtin() -> Vec<Box<dyn AttachedApp>> {
-    vec![attach(counter::Counters), attach(display::Displays)]
+    vec![
+        attach(counter::Counters),
+        attach(display::Displays),
+        attach(device::Devices),
+    ]
 }
 
 /// Checks an object name taken from a URL or body: 1 to 256 bytes.
