@@ -233,6 +233,23 @@ impl Outbox {
         })
     }
 
+    /// Every object with effects waiting, and its stats.
+    pub(crate) fn all(&self, now_ms: i64) -> Vec<(Address, OutboxStats)> {
+        let queues = self.queues.lock().expect("outbox poisoned");
+        queues
+            .iter()
+            .filter(|(_, q)| !q.pending.is_empty())
+            .map(|(address, q)| {
+                let oldest = q.pending.front().map_or(0, |p| (now_ms - p.at_ms).max(0));
+                let stats = OutboxStats {
+                    depth: q.pending.len(),
+                    oldest_age_ms: oldest,
+                };
+                (address.clone(), stats)
+            })
+            .collect()
+    }
+
     pub(crate) fn totals(&self, now_ms: i64) -> OutboxStats {
         let queues = self.queues.lock().expect("outbox poisoned");
         OutboxStats {

@@ -552,6 +552,11 @@ impl Runtime {
         self.inner.outbox.stats(address, self.now_ms())
     }
 
+    /// Every object with effects waiting, with its pending effects.
+    pub fn outboxes(&self) -> Vec<(Address, OutboxStats)> {
+        self.inner.outbox.all(self.now_ms())
+    }
+
     // ---- sockets
 
     /// A new socket of this node, reachable by id until [`socket_ended`](Self::socket_ended).
