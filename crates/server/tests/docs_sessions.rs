@@ -10,7 +10,16 @@ use serde_json::Value;
 use support::*;
 
 /// Fields whose values change from run to run.
-const VOLATILE: &[&str] = &["timestamp", "createdAt", "updatedAt", "startedAt"];
+const VOLATILE: &[&str] = &[
+    "timestamp",
+    "createdAt",
+    "updatedAt",
+    "startedAt",
+    "serverTime",
+    "lastSeen",
+    // A paging cursor: it carries a scan's time.
+    "next",
+];
 
 /// `(command, expected stdout lines)` of every `console` block, in order.
 fn sessions(markdown: &str) -> Vec<(String, Vec<String>)> {
@@ -103,6 +112,11 @@ async fn counter_doc_sessions_are_true() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn display_doc_sessions_are_true() {
     check("docs/apps/display.md").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_doc_sessions_are_true() {
+    check("docs/apps/devices.md").await;
 }
 
 /// The comparison is not vacuous: a changed value or a missing field is a mismatch.
