@@ -12,6 +12,7 @@ mod latency;
 mod probe;
 mod report;
 pub mod scenario;
+pub mod simulate;
 mod target;
 mod wire;
 

@@ -27,6 +27,8 @@ pub enum Command {
     Connect(crate::connect::ConnectArgs),
     /// Load a server and measure it: fan-out, latency, memory, durable writes, wake-ups.
     Bench(switchboard_bench::BenchArgs),
+    /// Simulated clients for demos and load: `simulate devices` runs RFID readers.
+    Simulate(switchboard_bench::simulate::SimulateArgs),
 }
 
 /// Flags that feed the configuration. Each overrides the file and the environment.

@@ -43,6 +43,24 @@ impl Shuffle {
         Shuffle(nanos | 1)
     }
 
+    /// A generator of its own for the `i`-th of many (readers, clients).
+    pub(crate) fn seeded_with(i: u64) -> Shuffle {
+        let mut s = Shuffle::seeded();
+        s.0 ^= (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        s.0 |= 1;
+        s
+    }
+
+    /// A number in `0..n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// True with probability `p`.
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
