@@ -48,6 +48,9 @@ pub enum Scenario {
     Recovery(scenario::chat::RecoveryArgs),
     /// Durable effects: chat messages POSTed to a webhook this bench serves; effects per second.
     Effects(scenario::chat::EffectsArgs),
+    /// RFID readers (PROTOCOLS.md §1): memory per connected and hibernated reader, and durable
+    /// scans per second acknowledged; live counter sockets in the same run as the baseline.
+    Devices(scenario::devices::DevicesArgs),
     /// The kernel's floor: one write() of a frame per socket at the fan-out's shape and rate,
     /// from a thread that does nothing else; CPU per delivery to compare fan-out rows with.
     Floor(scenario::floor::FloorArgs),
@@ -69,6 +72,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Topics(a) => a.common.format,
         Scenario::Recovery(a) => a.common.format,
         Scenario::Effects(a) => a.common.format,
+        Scenario::Devices(a) => a.common.format,
         Scenario::Floor(a) => a.format,
         Scenario::BaselineServer(_) => unreachable!("served above"),
     };
@@ -88,6 +92,7 @@ pub async fn measure(args: BenchArgs) -> anyhow::Result<Report> {
         Scenario::Topics(a) => scenario::chat::topics(a).await,
         Scenario::Recovery(a) => scenario::chat::recovery(a).await,
         Scenario::Effects(a) => scenario::chat::effects(a).await,
+        Scenario::Devices(a) => scenario::devices::run(a).await,
         Scenario::Floor(a) => scenario::floor::run(a).await,
         Scenario::BaselineServer(_) => {
             anyhow::bail!("baseline-server is a server, not a measurement: use `run`, or `baseline::serve`")
@@ -117,6 +122,7 @@ mod tests {
             "topics",
             "recovery",
             "effects",
+            "devices",
             "baseline-server",
         ] {
             Cli::try_parse_from(["bench", scenario]).unwrap_or_else(|e| panic!("{scenario}: {e}"));

@@ -2,6 +2,7 @@
 //! engine that `ramp` reuses step by step.
 
 pub mod chat;
+pub mod devices;
 pub mod durable;
 pub mod fanout;
 pub mod floor;
