@@ -32,6 +32,8 @@ use crate::target::{CommonArgs, Target, round3};
 
 /// The server's live-heap gauge (see `switchboard_server::telemetry::record_heap`).
 const HEAP: &str = "switchboard_heap_allocated_bytes";
+/// Objects that may stay in memory between phases (the device directory and tag registry).
+const QUIET_OBJECTS: f64 = 2.0;
 /// How long one reply may take before the bench gives up on the socket.
 const REPLY_WAIT: Duration = Duration::from_secs(15);
 
@@ -53,6 +55,10 @@ pub struct DevicesArgs {
     /// Sockets connecting at once.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
+    /// Sockets per source address before the next one (127.0.0.1, 127.0.0.2, …): below the
+    /// server's `max_connections_per_ip` (default 1000), which the bench's HTTP probes share.
+    #[arg(long, default_value_t = 500)]
+    pub per_source: u64,
 }
 
 /// What a socket stands for: a reader, or the baseline's counter socket.
@@ -149,11 +155,14 @@ async fn phase(http: &reqwest::Client, target: &Target, args: &DevicesArgs, clie
         Client::Counter => "counter",
     });
     let n = args.devices;
+    // The previous phase's objects must be out of memory first, or freeing them would show
+    // as this phase's memory going down.
+    wait_quiet(http, target, Duration::from_secs_f64(args.hibernate_timeout.max(1.0))).await;
     let hibernated0 = probe::metric(http, &target.base, "switchboard_objects_hibernated").await;
     let heap0 = probe::metric(http, &target.base, HEAP).await;
     let rss0 = target.sample();
 
-    let sources = Sources::new(50_000);
+    let sources = Sources::new(args.per_source);
     let bar = report::bar(n as u64, "connecting");
     let connected = client::for_each_bounded(n, args.connect_concurrency, &bar, |i| {
         let url = target.ws(&client.path(&format!("{prefix}-{i}")));
@@ -234,6 +243,18 @@ async fn phase(http: &reqwest::Client, target: &Target, args: &DevicesArgs, clie
         "storage_commits": probe::delta(commits0, commits1),
         "latency": Summary::of(&recorder.take()),
     }))
+}
+
+/// Waits, at most `limit`, until no more than [`QUIET_OBJECTS`] objects are in memory.
+async fn wait_quiet(http: &reqwest::Client, target: &Target, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let live = probe::metric(http, &target.base, "switchboard_objects_live").await;
+        if live.unwrap_or(0.0) <= QUIET_OBJECTS {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Writes in a closed loop until `until`: the next write once the last is acknowledged.
