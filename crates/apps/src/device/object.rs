@@ -6,7 +6,7 @@ use switchboard_proto::device::{
     self as wire, BufferedScan, DeviceFrame, MAX_DEVICE_FRAME, Scan, ScanStatus, User, dashboard,
 };
 use switchboard_runtime::{
-    AutoResponse, Context, Delivery, Effect, Frame, HookResult, HttpRequest, ListOptions, NewSocket, Object,
+    AutoResponse, CallError, Context, Delivery, Effect, Frame, HookResult, HttpRequest, ListOptions, NewSocket, Object,
     Publication, SocketRef, json_frame,
 };
 
@@ -119,6 +119,8 @@ pub enum ScanOutcome {
     },
     /// Inside the repeat window: nothing stored.
     TooSoon(String),
+    /// The server could not store it now: nothing stored, the device should send it again.
+    Unavailable(String),
 }
 
 impl ScanOutcome {
@@ -126,7 +128,7 @@ impl ScanOutcome {
     pub fn body(&self) -> Value {
         match self {
             ScanOutcome::Accepted { scan, user } => wire::scan_reply(scan, user.as_ref()),
-            ScanOutcome::TooSoon(error) => wire::error_reply(error),
+            ScanOutcome::TooSoon(error) | ScanOutcome::Unavailable(error) => wire::error_reply(error),
         }
     }
 }
@@ -310,15 +312,15 @@ impl Device {
             .max_by_key(|(_, l)| l.connection)
     }
 
-    /// Lists the device in the directory, durably, the first time it is seen.
-    async fn list_once(&mut self, ctx: &mut Context) -> HookResult {
+    /// Lists the device in the directory, durably, the first time it is seen; the caller
+    /// stores the state (with `listed`) afterwards.
+    async fn list_once(&mut self, ctx: &mut Context) -> Result<(), CallError> {
         if self.stored.listed {
             return Ok(());
         }
         ctx.call::<Directory>(SINGLETON, DirectoryRequest::Report(self.summary(None)))
             .await?;
         self.stored.listed = true;
-        ctx.storage().put(STATE, &self.stored)?;
         Ok(())
     }
 
@@ -369,10 +371,13 @@ impl Device {
         {
             return Ok(ScanOutcome::TooSoon(wire::repeat_error(interval)));
         }
-        self.stored.last_scan_ms = Some(now);
-        let mut accepted = self.accept(ctx, vec![(tag_id, location, now)]).await?;
-        let (scan, user) = accepted.pop().expect("one scan in, one out");
-        Ok(ScanOutcome::Accepted { scan, user })
+        match self.accept(ctx, vec![(tag_id, location, now)], Some(now)).await? {
+            Ok(mut accepted) => {
+                let (scan, user) = accepted.pop().expect("one scan in, one out");
+                Ok(ScanOutcome::Accepted { scan, user })
+            }
+            Err(why) => Ok(ScanOutcome::Unavailable(why)),
+        }
     }
 
     /// A `scan_batch`: each `seq` is taken once; the rest are duplicates.
@@ -392,33 +397,44 @@ impl Device {
             .map(|(_, s)| (s.tag_id.clone(), s.location.clone(), s.timestamp))
             .collect();
         let first = self.stored.scans + 1;
-        let accepted = self.accept(ctx, items).await?;
+        let accepted = match self.accept(ctx, items, None).await? {
+            Ok(accepted) => accepted,
+            Err(why) => return Ok(wire::error_reply(&why)),
+        };
         for (i, (key, _)) in fresh.iter().enumerate() {
             ctx.storage().put(key, &(first + i as u64))?;
         }
         Ok(wire::batch_reply(accepted.len(), total - accepted.len()))
     }
 
-    /// Stores scans, hands them to the sink's outbox and shows them on the dashboard. The
-    /// reply leaves only once all of it is durable (the output gate).
+    /// Stores scans, hands them to the sink's outbox and shows them on the dashboard; a live
+    /// scan (`live_at`) also starts the repeat window. The reply leaves only once all of it is
+    /// durable (the output gate). `Ok(Err)` says why nothing was stored: the directory or the
+    /// tag registry could not be reached, and the device should send the scans again.
     async fn accept(
         &mut self,
         ctx: &mut Context,
         scans: Vec<(String, String, i64)>,
-    ) -> HookResult<Vec<(Scan, Option<User>)>> {
+        live_at: Option<i64>,
+    ) -> HookResult<Result<Vec<(Scan, Option<User>)>, String>> {
         if scans.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Ok(Vec::new()));
         }
-        self.list_once(ctx).await?;
+        // Both calls come before any change, so a failure leaves nothing half done.
+        let unavailable =
+            |e: &dyn std::fmt::Display| format!("scans cannot be stored now ({e}); nothing was stored, send again");
+        if let Err(e) = self.list_once(ctx).await {
+            return Ok(Err(unavailable(&e)));
+        }
         let tags = scans.iter().map(|(tag, _, _)| tag.clone()).collect();
-        let users = match ctx.call::<Tags>(SINGLETON, TagsRequest::Lookup(tags)).await? {
-            Ok(TagsReply::Users(users)) => users,
-            _ => {
-                return Err(switchboard_runtime::HookError::msg(
-                    "the tag registry answered out of turn",
-                ));
-            }
+        let users = match ctx.call::<Tags>(SINGLETON, TagsRequest::Lookup(tags)).await {
+            Ok(Ok(TagsReply::Users(users))) => users,
+            Ok(_) => return Ok(Err(unavailable(&"the tag registry answered out of turn"))),
+            Err(e) => return Ok(Err(unavailable(&e))),
         };
+        if live_at.is_some() {
+            self.stored.last_scan_ms = live_at;
+        }
         let registration = self.stored.config.get("registrationMode") == Some(&Value::Bool(true));
         let sink = config(ctx).scan_sink_url;
         let mut accepted = Vec::with_capacity(scans.len());
@@ -462,7 +478,7 @@ impl Device {
         self.stored.last_seen = self.stored.last_seen.max(Some(ctx.now_ms()));
         ctx.storage().put(STATE, &self.stored)?;
         self.report(ctx, None);
-        Ok(accepted)
+        Ok(Ok(accepted))
     }
 
     /// A `config_ack`: the device applied `version`. Answered only when it names a version

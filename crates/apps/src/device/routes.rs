@@ -175,6 +175,7 @@ async fn http_scan(
             let status = match outcome {
                 ScanOutcome::Accepted { .. } => StatusCode::OK,
                 ScanOutcome::TooSoon(_) => StatusCode::TOO_MANY_REQUESTS,
+                ScanOutcome::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             (status, Json(outcome.body())).into_response()
         }
