@@ -1,6 +1,7 @@
 //! `heartbeat_timeout_ms` of a device, in paused time: heartbeats are answered without waking
 //! the hibernated device and still count as its last-seen; silence past the timeout makes it
-//! offline (the dashboard hears it once, with the last-seen) and closes its socket.
+//! offline (the dashboard hears it once, with the last-seen) and closes its socket; a device
+//! online when the server stopped goes offline after the restart by its stored alarm.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -153,4 +154,50 @@ async fn settle(runtime: &Runtime) {
         .object::<Directory>(SINGLETON)
         .call(DirectoryRequest::List)
         .await;
+}
+
+/// A device online when the server stopped is offline after the restart: its alarm, stored
+/// with it, fires with no socket left, and the dashboard hears it with the last-seen it had.
+#[tokio::test(start_paused = true)]
+async fn a_device_online_at_a_restart_goes_offline_by_its_alarm() {
+    let config = DeviceConfig::default();
+    let backend = Arc::new(MemoryBackend::new());
+    let start = |backend: Arc<MemoryBackend>| {
+        let builder = Runtime::builder(RuntimeConfig::default(), backend);
+        Devices.register(&config, builder).start()
+    };
+    let runtime = start(backend.clone()).await.unwrap();
+    let connected_at = runtime.now_ms();
+    let device_conn = runtime.new_socket(QueueLimits::default());
+    runtime
+        .object::<Device>("gate-1")
+        .connect(device_conn, ConnectInfo::default())
+        .await
+        .unwrap()
+        .expect("the device is accepted");
+    settle(&runtime).await;
+    runtime.shutdown().await;
+
+    let runtime = start(backend).await.unwrap();
+    let dashboard_conn = runtime.new_socket(QueueLimits::default());
+    let _dashboard = runtime
+        .object::<Directory>(SINGLETON)
+        .connect(dashboard_conn.clone(), ConnectInfo::default())
+        .await
+        .unwrap()
+        .expect("the dashboard is accepted");
+    let mut dashboard = Received::new(dashboard_conn);
+    tokio::time::advance(Duration::from_millis(config.heartbeat_timeout_ms + 1)).await;
+    let offline = dashboard.next_json().await;
+    assert_eq!(offline["type"], "device_status");
+    assert_eq!(offline["status"], "offline");
+    assert_eq!(offline["lastSeen"], connected_at);
+    settle(&runtime).await;
+    let listed = runtime
+        .object::<Directory>(SINGLETON)
+        .call(DirectoryRequest::List)
+        .await
+        .unwrap();
+    assert!(!listed[0].online);
+    runtime.shutdown().await;
 }
