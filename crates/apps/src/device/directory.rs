@@ -93,16 +93,16 @@ pub struct Tags {
 
 #[derive(Serialize, Deserialize)]
 pub enum TagsRequest {
-    /// The users of these tags, in order.
-    Lookup(Vec<String>),
+    /// The users of these tags, in order. With `offered_by` (a device in registration mode),
+    /// the unknown ones wait for registration from now on — stored before the device stores
+    /// its scans, so a dashboard that connects once the device is answered sees them.
+    Lookup {
+        tags: Vec<String>,
+        offered_by: Option<String>,
+    },
     Put(Tag),
     Delete(String),
     List,
-    /// A device offers an unknown tag for registration.
-    Offer {
-        tag_id: String,
-        device_id: String,
-    },
     Pending,
 }
 
@@ -114,7 +114,6 @@ pub enum TagsReply {
     Tags(Vec<Tag>),
     /// `(tagId, deviceId)` of tags waiting for a user.
     Pending(Vec<(String, String)>),
-    Done,
 }
 
 impl Object for Tags {
@@ -133,7 +132,16 @@ impl Object for Tags {
 
     async fn on_request(&mut self, ctx: &mut Context, request: TagsRequest) -> HookResult<Self::Reply> {
         Ok(Ok(match request {
-            TagsRequest::Lookup(tags) => TagsReply::Users(tags.iter().map(|t| self.users.get(t).cloned()).collect()),
+            TagsRequest::Lookup { tags, offered_by } => {
+                let users: Vec<Option<User>> = tags.iter().map(|t| self.users.get(t).cloned()).collect();
+                if let Some(device_id) = offered_by {
+                    for (tag_id, _) in tags.iter().zip(&users).filter(|(_, user)| user.is_none()) {
+                        ctx.storage().put(&format!("p:{tag_id}"), &device_id)?;
+                        self.pending.insert(tag_id.clone(), device_id.clone());
+                    }
+                }
+                TagsReply::Users(users)
+            }
             TagsRequest::Put(tag) => {
                 let user = User {
                     user_id: tag.user_id.clone(),
@@ -163,13 +171,6 @@ impl Object for Tags {
                     })
                     .collect(),
             ),
-            TagsRequest::Offer { tag_id, device_id } => {
-                if !self.users.contains_key(&tag_id) {
-                    ctx.storage().put(&format!("p:{tag_id}"), &device_id)?;
-                    self.pending.insert(tag_id, device_id);
-                }
-                TagsReply::Done
-            }
             TagsRequest::Pending => {
                 TagsReply::Pending(self.pending.iter().map(|(t, d)| (t.clone(), d.clone())).collect())
             }

@@ -426,8 +426,12 @@ impl Device {
         if let Err(e) = self.list_once(ctx).await {
             return Ok(Err(unavailable(&e)));
         }
-        let tags = scans.iter().map(|(tag, _, _)| tag.clone()).collect();
-        let users = match ctx.call::<Tags>(SINGLETON, TagsRequest::Lookup(tags)).await {
+        let registration = self.stored.config.get("registrationMode") == Some(&Value::Bool(true));
+        let lookup = TagsRequest::Lookup {
+            tags: scans.iter().map(|(tag, _, _)| tag.clone()).collect(),
+            offered_by: registration.then(|| self.id.clone()),
+        };
+        let users = match ctx.call::<Tags>(SINGLETON, lookup).await {
             Ok(Ok(TagsReply::Users(users))) => users,
             Ok(_) => return Ok(Err(unavailable(&"the tag registry answered out of turn"))),
             Err(e) => return Ok(Err(unavailable(&e))),
@@ -435,7 +439,6 @@ impl Device {
         if live_at.is_some() {
             self.stored.last_scan_ms = live_at;
         }
-        let registration = self.stored.config.get("registrationMode") == Some(&Value::Bool(true));
         let sink = config(ctx).scan_sink_url;
         let mut accepted = Vec::with_capacity(scans.len());
         for ((tag_id, location, timestamp), user) in scans.into_iter().zip(users) {
@@ -464,13 +467,6 @@ impl Device {
             if status == ScanStatus::Registration {
                 let offer = dashboard::pending_registration(&self.id, &scan.tag_id);
                 ctx.publish(Publication::new(&[DASHBOARD_TOPIC], json_frame(&offer)))?;
-                ctx.tell::<Tags>(
-                    SINGLETON,
-                    TagsRequest::Offer {
-                        tag_id: scan.tag_id.clone(),
-                        device_id: self.id.clone(),
-                    },
-                );
             }
             self.stored.newest_scan_ms = self.stored.newest_scan_ms.max(Some(timestamp));
             accepted.push((scan, user));
