@@ -5,6 +5,7 @@
 //! but its public API.
 
 pub mod counter;
+pub mod device;
 pub mod display;
 pub mod host;
 pub mod http;
@@ -21,6 +22,7 @@ pub fn builtin() -> Vec<Box<dyn AttachedApp>> {
         attach(counter::Counters),
         attach(display::Displays),
         attach(rooms::Rooms::default()),
+        attach(device::Devices),
     ]
 }
 

@@ -12,6 +12,7 @@ mod latency;
 mod probe;
 mod report;
 pub mod scenario;
+pub mod simulate;
 mod target;
 mod wire;
 
@@ -54,6 +55,9 @@ pub enum Scenario {
     RoomsPublish(scenario::rooms::PublishArgs),
     /// A rooms client that was away resubscribes with its offset: time to recover the missed.
     RoomsRecovery(scenario::rooms::RecoveryArgs),
+    /// RFID readers (PROTOCOLS.md §1): memory per connected and hibernated reader, and durable
+    /// scans per second acknowledged; live counter sockets in the same run as the baseline.
+    Devices(scenario::devices::DevicesArgs),
     /// The kernel's floor: one write() of a frame per socket at the fan-out's shape and rate,
     /// from a thread that does nothing else; CPU per delivery to compare fan-out rows with.
     Floor(scenario::floor::FloorArgs),
@@ -78,6 +82,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Rooms(a) => a.rooms.common.format,
         Scenario::RoomsPublish(a) => a.rooms.common.format,
         Scenario::RoomsRecovery(a) => a.rooms.common.format,
+        Scenario::Devices(a) => a.common.format,
         Scenario::Floor(a) => a.format,
         Scenario::BaselineServer(_) => unreachable!("served above"),
     };
@@ -100,6 +105,7 @@ pub async fn measure(args: BenchArgs) -> anyhow::Result<Report> {
         Scenario::Rooms(a) => scenario::rooms::fanout(a).await,
         Scenario::RoomsPublish(a) => scenario::rooms::publish_rate(a).await,
         Scenario::RoomsRecovery(a) => scenario::rooms::recovery(a).await,
+        Scenario::Devices(a) => scenario::devices::run(a).await,
         Scenario::Floor(a) => scenario::floor::run(a).await,
         Scenario::BaselineServer(_) => {
             anyhow::bail!("baseline-server is a server, not a measurement: use `run`, or `baseline::serve`")
@@ -132,6 +138,7 @@ mod tests {
             "rooms",
             "rooms-publish",
             "rooms-recovery",
+            "devices",
             "baseline-server",
         ] {
             Cli::try_parse_from(["bench", scenario]).unwrap_or_else(|e| panic!("{scenario}: {e}"));

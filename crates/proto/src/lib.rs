@@ -3,5 +3,6 @@
 //! Nothing here does I/O; everything is a function of its input, so it is easy to test and fuzz.
 
 pub mod counter;
+pub mod device;
 pub mod display;
 pub mod time;

@@ -3,7 +3,8 @@
 //! A request matches either exactly (the frame's text) or by JSON fields (the frame is a JSON
 //! object carrying each given field with the given value, whatever the key order, whitespace
 //! or other fields). The response is a template in which `{{now_ms}}` and `{{now_iso}}` become
-//! the server's time when it is sent.
+//! the server's time when it is sent, and `{{request.NAME}}` the JSON of the request's field
+//! `NAME` (`null` when it has none), so an answer can carry back what the client sent.
 
 use serde_json::{Map, Value};
 
@@ -23,6 +24,8 @@ enum Part {
     Literal(String),
     NowMs,
     NowIso,
+    /// The JSON of a field of the request.
+    Field(String),
 }
 
 /// A `(request, response)` pair answered by the gateway.
@@ -33,16 +36,23 @@ pub struct AutoResponse {
 }
 
 impl AutoResponse {
-    /// Answers `request` with `response` (a template: `{{now_ms}}`, `{{now_iso}}`).
+    /// Answers `request` with `response` (a template: `{{now_ms}}`, `{{now_iso}}`,
+    /// `{{request.NAME}}`).
     pub fn new(request: RequestMatch, response: &str) -> Self {
         let mut parts = Vec::new();
         let mut rest = response;
         while let Some(start) = rest.find("{{") {
             let (before, after) = rest.split_at(start);
+            let field = after
+                .strip_prefix("{{request.")
+                .and_then(|f| f.split_once("}}"))
+                .filter(|(name, _)| !name.is_empty() && !name.contains('{'));
             let (part, len) = if after.starts_with("{{now_ms}}") {
                 (Part::NowMs, "{{now_ms}}".len())
             } else if after.starts_with("{{now_iso}}") {
                 (Part::NowIso, "{{now_iso}}".len())
+            } else if let Some((name, _)) = field {
+                (Part::Field(name.to_string()), "{{request.}}".len() + name.len())
             } else {
                 parts.push(Part::Literal(format!("{before}{{{{")));
                 rest = &after[2..];
@@ -71,23 +81,25 @@ impl AutoResponse {
 
     /// The response for `text` if it matches, with the time `now_ms` substituted.
     pub fn respond(&self, text: &str, now_ms: i64) -> Option<String> {
-        let matched = match &self.request {
-            RequestMatch::Exact(s) => s == text,
+        let request = match &self.request {
+            RequestMatch::Exact(s) => (s == text).then(Map::new)?,
             RequestMatch::Fields(fields) => {
-                text.len() <= MAX_JSON_MATCH_LEN
-                    && matches!(serde_json::from_str::<Value>(text),
-                        Ok(Value::Object(obj)) if fields.iter().all(|(k, v)| obj.get(k) == Some(v)))
+                if text.len() > MAX_JSON_MATCH_LEN {
+                    return None;
+                }
+                match serde_json::from_str::<Value>(text) {
+                    Ok(Value::Object(obj)) if fields.iter().all(|(k, v)| obj.get(k) == Some(v)) => obj,
+                    _ => return None,
+                }
             }
         };
-        if !matched {
-            return None;
-        }
         let mut out = String::new();
         for part in &self.response {
             match part {
                 Part::Literal(s) => out.push_str(s),
                 Part::NowMs => out.push_str(&now_ms.to_string()),
                 Part::NowIso => out.push_str(&switchboard_proto::time::iso_from_ms(now_ms)),
+                Part::Field(name) => out.push_str(&request.get(name).unwrap_or(&Value::Null).to_string()),
             }
         }
         Some(out)
@@ -113,6 +125,28 @@ mod tests {
         assert_eq!(
             iso.respond(r#"{"type":"ping"}"#, 0).as_deref(),
             Some(r#"{"type":"pong","timestamp":"1970-01-01T00:00:00.000Z"}"#)
+        );
+    }
+
+    /// `{{request.NAME}}` carries back the request's field as JSON, `null` when it is absent.
+    #[test]
+    fn request_fields() {
+        let ar = AutoResponse::json(
+            json!({"action": "heartbeat"}),
+            r#"{"action":"heartbeat_ack","timestamp":{{request.timestamp}},"serverTime":{{now_ms}}}"#,
+        );
+        assert_eq!(
+            ar.respond(r#"{"action":"heartbeat","timestamp":1699000000}"#, 5)
+                .as_deref(),
+            Some(r#"{"action":"heartbeat_ack","timestamp":1699000000,"serverTime":5}"#)
+        );
+        assert_eq!(
+            ar.respond(r#"{"action":"heartbeat","timestamp":"x\"y"}"#, 5).as_deref(),
+            Some(r#"{"action":"heartbeat_ack","timestamp":"x\"y","serverTime":5}"#)
+        );
+        assert_eq!(
+            ar.respond(r#"{"action":"heartbeat"}"#, 5).as_deref(),
+            Some(r#"{"action":"heartbeat_ack","timestamp":null,"serverTime":5}"#)
         );
     }
 

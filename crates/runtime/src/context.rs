@@ -346,7 +346,22 @@ impl Context {
     /// retried until it succeeds (see [`Object::on_effect`](crate::Object::on_effect)).
     /// Returns its idempotency key.
     pub fn enqueue(&mut self, effect: Effect) -> String {
-        let pending = self.rt.inner.outbox.prepare(&self.core.address, effect, self.now_ms());
+        self.enqueue_pending(effect, None)
+    }
+
+    /// Enqueues an effect whose idempotency key is `key`: a name the object already gave the
+    /// work (a record's id), so the backend and the object speak of it the same way. The
+    /// object keeps keys unique among its effects.
+    pub fn enqueue_keyed(&mut self, effect: Effect, key: &str) {
+        self.enqueue_pending(effect, Some(key.to_string()));
+    }
+
+    fn enqueue_pending(&mut self, effect: Effect, key: Option<String>) -> String {
+        let pending = self
+            .rt
+            .inner
+            .outbox
+            .prepare(&self.core.address, effect, key, self.now_ms());
         let key = pending.key().to_string();
         self.effects.push(pending);
         key

@@ -178,15 +178,18 @@ impl Outbox {
         }
     }
 
-    /// A new pending effect of `address`.
-    pub(crate) fn prepare(&self, address: &Address, effect: Effect, now_ms: i64) -> Pending {
+    /// A new pending effect of `address`, with the idempotency key `key` or a new random one.
+    pub(crate) fn prepare(&self, address: &Address, effect: Effect, key: Option<String>, now_ms: i64) -> Pending {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let mut r = [0u8; 8];
-        getrandom::fill(&mut r).expect("the OS has randomness");
+        let key = key.unwrap_or_else(|| {
+            let mut r = [0u8; 8];
+            getrandom::fill(&mut r).expect("the OS has randomness");
+            format!("{}-{}", address, u64::from_le_bytes(r))
+        });
         Pending {
             class: address.class.to_string(),
             name: address.name.to_string(),
-            key: format!("{}-{}", address, u64::from_le_bytes(r)),
+            key,
             at_ms: now_ms,
             effect,
             seq,
@@ -228,6 +231,23 @@ impl Outbox {
             depth: q.pending.len(),
             oldest_age_ms: q.pending.front().map_or(0, |p| (now_ms - p.at_ms).max(0)),
         })
+    }
+
+    /// Every object with effects waiting, and its stats.
+    pub(crate) fn all(&self, now_ms: i64) -> Vec<(Address, OutboxStats)> {
+        let queues = self.queues.lock().expect("outbox poisoned");
+        queues
+            .iter()
+            .filter(|(_, q)| !q.pending.is_empty())
+            .map(|(address, q)| {
+                let oldest = q.pending.front().map_or(0, |p| (now_ms - p.at_ms).max(0));
+                let stats = OutboxStats {
+                    depth: q.pending.len(),
+                    oldest_age_ms: oldest,
+                };
+                (address.clone(), stats)
+            })
+            .collect()
     }
 
     pub(crate) fn totals(&self, now_ms: i64) -> OutboxStats {

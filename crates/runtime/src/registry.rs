@@ -656,6 +656,11 @@ impl Runtime {
         self.inner.outbox.stats(address, self.now_ms())
     }
 
+    /// Every object with effects waiting, with its pending effects.
+    pub fn outboxes(&self) -> Vec<(Address, OutboxStats)> {
+        self.inner.outbox.all(self.now_ms())
+    }
+
     // ---- sockets
 
     /// A new socket of this node, reachable by id until [`socket_ended`](Self::socket_ended).
@@ -678,6 +683,12 @@ impl Runtime {
     /// Whether the socket with this id is open on this node.
     pub fn socket_is_open(&self, id: SocketId) -> bool {
         self.inner.sockets.get(id).is_some_and(|c| !c.is_closing())
+    }
+
+    /// When the gateway last auto-responded on a socket of this node (ms since the epoch; 0:
+    /// never); `None` if no such socket is here.
+    pub fn last_auto_response_ms(&self, id: SocketId) -> Option<u64> {
+        self.inner.sockets.get(id).map(|c| c.last_auto_response_ms())
     }
 
     /// Queues a frame on a socket by id; false if no such socket is open here. A socket of

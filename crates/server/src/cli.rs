@@ -29,6 +29,8 @@ pub enum Command {
     Bench(switchboard_bench::BenchArgs),
     /// Mint a client token (JWT) for the rooms socket, signed with the server's key.
     Token(crate::token::TokenArgs),
+    /// Simulated clients for demos and load: `simulate devices` runs RFID readers.
+    Simulate(switchboard_bench::simulate::SimulateArgs),
 }
 
 /// Flags that feed the configuration. Each overrides the file and the environment.

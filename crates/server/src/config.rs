@@ -94,6 +94,9 @@ pub struct Config {
     pub durability: Durability,
     /// Idle time after which an object is dropped from memory. Default: 10 s.
     pub hibernate_after: Duration,
+    /// How long one attempt of an effect (an HTTP request to a backend) may take before it
+    /// counts as failed and is retried. Default: 10 s.
+    pub effect_timeout: Duration,
     /// Browser origins allowed by CORS (`*`: any). Default: none (no cross-origin access).
     pub cors_origins: Vec<String>,
     /// The apps' settings: every key of every app's configuration section, with its effective
@@ -437,6 +440,15 @@ const KEYS: &[Key] = &[
         },
         show: |c| Some(c.hibernate_after.as_millis().to_string()),
     },
+    Key {
+        name: "effect_timeout_ms",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.effect_timeout = r.millis(k, 10_000)?;
+            Ok(())
+        },
+        show: |c| Some(c.effect_timeout.as_millis().to_string()),
+    },
 ];
 
 /// The raw inputs of a configuration, before merging.
@@ -546,6 +558,7 @@ impl Config {
             outbound_queue: QueueLimits::default(),
             durability: Durability::Full,
             hibernate_after: Duration::ZERO,
+            effect_timeout: Duration::ZERO,
             cors_origins: Vec::new(),
             app_values,
         };

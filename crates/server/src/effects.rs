@@ -4,9 +4,6 @@ use std::time::Duration;
 
 use switchboard_runtime::{Attempt, Effect, EffectResponse, EffectRunner};
 
-/// How long one attempt may take before it counts as failed (and is retried).
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Runs [`Effect::Http`] with a shared connection pool; every request carries
 /// `Idempotency-Key`. A non-2xx answer, a refusal or a timeout fails the attempt.
 pub struct HttpEffects {
@@ -14,10 +11,11 @@ pub struct HttpEffects {
 }
 
 impl HttpEffects {
-    pub fn new() -> Self {
+    /// Each attempt may take `timeout` (the `effect_timeout_ms` setting) before it fails.
+    pub fn new(timeout: Duration) -> Self {
         HttpEffects {
             client: reqwest::Client::builder()
-                .timeout(ATTEMPT_TIMEOUT)
+                .timeout(timeout)
                 .build()
                 .expect("an HTTP client with default settings builds"),
         }
@@ -25,8 +23,9 @@ impl HttpEffects {
 }
 
 impl Default for HttpEffects {
+    /// Attempts of 10 s.
     fn default() -> Self {
-        Self::new()
+        Self::new(Duration::from_secs(10))
     }
 }
 

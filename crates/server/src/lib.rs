@@ -121,7 +121,7 @@ pub async fn start_with(
         },
         Arc::new(backend),
     )
-    .effects(Arc::new(effects::HttpEffects::new()));
+    .effects(Arc::new(effects::HttpEffects::new(config.effect_timeout)));
     if let Some(cluster) = cluster {
         builder = builder.cluster(cluster);
     }

@@ -54,6 +54,16 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Simulate(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+            match runtime.block_on(switchboard_bench::simulate::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchboard simulate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match args.load() {
                 Ok(config) => config,

@@ -1,9 +1,10 @@
 //! Logs (tracing) and metrics (Prometheus text format), set up once per process.
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use switchboard_runtime::StatsSnapshot;
+use switchboard_runtime::{Address, OutboxStats, StatsSnapshot};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -88,6 +89,14 @@ fn describe() {
         "Frames answered by auto-response without waking an object"
     );
     describe_counter!("switchboard_alarms_fired_total", "Alarms delivered");
+    describe_gauge!(
+        "switchboard_object_outbox_depth",
+        "Effects waiting to run, per object with any (a device's scans for the sink)"
+    );
+    describe_gauge!(
+        "switchboard_object_outbox_oldest_age_seconds",
+        "Age of an object's oldest waiting effect"
+    );
     describe_counter!("switchboard_storage_commits_total", "Storage commits");
     describe_counter!(
         "switchboard_storage_commit_failures_total",
@@ -109,6 +118,29 @@ pub fn record_heap() {
         metrics::gauge!("switchboard_heap_allocated_bytes").set(allocated as f64);
         metrics::gauge!("switchboard_heap_resident_bytes").set(resident as f64);
     }
+}
+
+/// Publishes each object's waiting effects (`class`, `object` labels), just before a scrape
+/// renders them. An object whose outbox drained since the last scrape is published once more,
+/// at zero, so that no stale depth stays behind.
+pub fn record_outboxes(outboxes: Vec<(Address, OutboxStats)>) {
+    static SHOWN: Mutex<BTreeSet<Address>> = Mutex::new(BTreeSet::new());
+    let mut shown = SHOWN.lock().expect("metrics set poisoned");
+    let now: BTreeSet<Address> = outboxes.iter().map(|(a, _)| a.clone()).collect();
+    let drained: Vec<(Address, OutboxStats)> = shown
+        .difference(&now)
+        .map(|a| (a.clone(), OutboxStats::default()))
+        .collect();
+    for (address, stats) in outboxes.into_iter().chain(drained) {
+        let labels = [
+            ("class", address.class.to_string()),
+            ("object", address.name.to_string()),
+        ];
+        metrics::gauge!("switchboard_object_outbox_depth", &labels).set(stats.depth as f64);
+        metrics::gauge!("switchboard_object_outbox_oldest_age_seconds", &labels)
+            .set(stats.oldest_age_ms as f64 / 1000.0);
+    }
+    *shown = now;
 }
 
 /// Publishes a runtime's counters as metrics, just before a scrape renders them.

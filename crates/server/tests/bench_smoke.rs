@@ -309,3 +309,32 @@ async fn rooms_scenarios_measure_real_work() {
     assert_eq!(int(&recovery["catch_up"]["count"]), 2, "{recovery}");
     server.stop().await;
 }
+
+/// `bench devices`: readers and the counter baseline connect, hibernate, and make durable
+/// writes that the server acknowledged; memory figures come from the server's heap gauge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_scenario_measures_real_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::ProcessServer::spawn(dir.path(), &["hibernate_after_ms=300", "scan_interval_ms=0"]);
+    let url = format!("http://{}", server.addr);
+    let pid = server.child.id().to_string();
+    let common: Vec<String> = ["--url", &url, "--pid", &pid].map(String::from).to_vec();
+    let extra = ["--devices", "20", "--duration", "1", "--hibernate-timeout", "10"];
+    let report = bench("devices", &common, &extra).await;
+    let r = &report.results[0];
+    for side in ["readers", "baseline_counters"] {
+        let s = &r[side];
+        assert_eq!(int(&s["sockets"]), 20, "{s}");
+        assert_eq!(s["all_hibernated"], true, "{s}");
+        assert!(int(&s["acknowledged"]) >= 20, "every socket wrote at least once: {s}");
+        assert_eq!(int(&s["latency"]["count"]), int(&s["acknowledged"]), "{s}");
+        assert!(int(&s["storage_commits"]) > 0, "{s}");
+        assert!(s["server_heap_per_socket_bytes"].is_i64(), "{s}");
+    }
+    assert!(
+        r["comparison"]["scans_per_increment_per_s"]
+            .as_f64()
+            .is_some_and(|x| x > 0.0),
+        "{r}"
+    );
+}

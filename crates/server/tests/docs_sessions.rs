@@ -20,6 +20,10 @@ const VOLATILE: &[&str] = &[
     "connectedAt",
     "expiresAt",
     "lastActiveAt",
+    "serverTime",
+    "lastSeen",
+    // A paging cursor: it carries a scan's time.
+    "next",
 ];
 
 /// `(command, expected stdout lines)` of every `console` block, in order.
@@ -118,6 +122,11 @@ async fn display_doc_sessions_are_true() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_doc_sessions_are_true() {
     check("docs/apps/rooms.md").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_doc_sessions_are_true() {
+    check("docs/apps/devices.md").await;
 }
 
 /// The comparison is not vacuous: a changed value or a missing field is a mismatch.

@@ -2,6 +2,7 @@
 //! engine that `ramp` reuses step by step.
 
 pub mod chat;
+pub mod devices;
 pub mod durable;
 pub mod fanout;
 pub mod floor;
@@ -42,6 +43,24 @@ impl Shuffle {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
         Shuffle(nanos | 1)
+    }
+
+    /// A generator of its own for the `i`-th of many (readers, clients).
+    pub(crate) fn seeded_with(i: u64) -> Shuffle {
+        let mut s = Shuffle::seeded();
+        s.0 ^= (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        s.0 |= 1;
+        s
+    }
+
+    /// A number in `0..n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// True with probability `p`.
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
     }
 
     fn next(&mut self) -> u64 {

@@ -167,6 +167,7 @@ async fn metrics(State(gw): State<Gateway>, headers: axum::http::HeaderMap) -> R
         return e.into_response();
     }
     crate::telemetry::record_runtime(&gw.runtime.stats());
+    crate::telemetry::record_outboxes(gw.runtime.outboxes());
     crate::telemetry::record_heap();
     ([("content-type", "text/plain; version=0.0.4")], gw.metrics.render()).into_response()
 }

@@ -356,7 +356,12 @@ async fn read_loop<H: SocketHandler>(
                         peer_close = Some(frame.map_or((close::NO_STATUS, String::new()), |f| (u16::from(f.code), f.reason.to_string())));
                         continue;
                     }
-                    Some(Ok(_)) => continue, // Ping (answered by tungstenite), Pong, raw frames.
+                    Some(Ok(Message::Ping(_))) => {
+                        // Answered by tungstenite: for the object, a pong is an auto-response.
+                        conn.set_last_auto_response_ms(runtime.now_ms().max(0) as u64);
+                        continue;
+                    }
+                    Some(Ok(_)) => continue, // Pong, raw frames.
                     Some(Err(e)) => {
                         use tokio_tungstenite::tungstenite::Error;
                         match &e {
