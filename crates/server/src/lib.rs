@@ -130,7 +130,12 @@ pub async fn start_with(
         routes = routes.merge(app.routes());
     }
     let runtime = builder.start().await.context("cannot start the object runtime")?;
+    let origins = Arc::new(gateway::origin::OriginPolicy::new(
+        &config.cors_origins,
+        config.allow_file_origin,
+    ));
     let gateway = Gateway {
+        origins,
         config: Arc::new(config),
         auth_secret: auth_secret.clone(),
         tokens: Arc::new(tokens),

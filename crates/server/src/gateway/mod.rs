@@ -38,6 +38,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secret};
 use crate::token::TokenVerifier;
+use origin::OriginPolicy;
 use switchboard_apps::http::ApiError;
 
 /// What every request handler of the gateway can reach; apps see it only as a [`Host`].
@@ -51,6 +52,8 @@ pub struct Gateway {
     /// Every socket's task (and every adopted connection), so shutdown can wait for them.
     pub(crate) sockets: TaskTracker,
     pub(crate) metrics: PrometheusHandle,
+    /// Which pages may open sockets; also handed to every request (see [`serve`]).
+    pub(crate) origins: Arc<origin::OriginPolicy>,
 }
 
 impl Gateway {
@@ -94,6 +97,10 @@ impl HostApi for Gateway {
 
     fn adopt(&self, protocol: &'static str) -> Adopted {
         adopt::adopt(self, protocol)
+    }
+
+    fn check_origin(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        self.origins.check(headers)
     }
 
     fn shutdown(&self) -> CancellationToken {
@@ -197,10 +204,7 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway, tls:
             config.body_timeout,
             limits::bound_body,
         ))
-        .layer(axum::Extension(origin::OriginPolicy::new(
-            &config.cors_origins,
-            config.allow_file_origin,
-        )))
+        .layer(axum::Extension(OriginPolicy::clone(&gateway.origins)))
         .layer(axum::middleware::from_fn(answers::api_answers));
     if let Some(tls) = &tls {
         tokio::spawn(reload_on_hangup(tls.clone(), shutdown.clone()));
