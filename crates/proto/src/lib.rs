@@ -4,4 +4,5 @@
 
 pub mod counter;
 pub mod display;
+pub mod kiosk;
 pub mod time;
