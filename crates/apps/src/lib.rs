@@ -8,6 +8,7 @@ pub mod counter;
 pub mod display;
 pub mod host;
 pub mod http;
+pub mod kiosk;
 
 pub use host::{
     Adopted, App, AttachedApp, ConfigValueError, Connector, Host, HostApi, Lifetime, PeerAddr, RateLimit,
@@ -16,7 +17,11 @@ pub use host::{
 
 /// The built-in apps, with their default settings.
 pub fn builtin() -> Vec<Box<dyn AttachedApp>> {
-    vec![attach(counter::Counters), attach(display::Displays)]
+    vec![
+        attach(counter::Counters),
+        attach(display::Displays),
+        attach(kiosk::Kiosks::new()),
+    ]
 }
 
 /// Checks an object name taken from a URL or body: 1 to 256 bytes.
