@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use switchboard_proto::kiosk::{LedState, normalize_uid};
-use switchboard_runtime::{ConnectInfo, QueueLimits, RuntimeBuilder};
+use switchboard_runtime::{ConnectInfo, QueueLimits, RuntimeBuilder, SocketConn};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -33,7 +33,7 @@ use tower::ServiceExt;
 use crate::http::{ApiError, json_body};
 use crate::{App, Host};
 use led::{FrameLog, LedStrip};
-use object::{Kiosk, KioskReply, KioskRequest, ReaderState};
+use object::{Kiosk, KioskReply, KioskRequest};
 use reader::TagReader;
 
 /// The name of the one kiosk object a server runs.
@@ -45,6 +45,7 @@ const FRAME_LOG: usize = 300;
 pub struct Kiosks {
     io: SocketIo,
     service: SocketIoService,
+    leds: Arc<LedLink>,
     frames: Arc<FrameLog>,
 }
 
@@ -68,11 +69,13 @@ impl Kiosks {
             // Events waiting for a client's transport; past this the client is a slow consumer.
             .max_buffer_size(1024)
             .build_svc();
-        bridge::serve_namespace(&io);
+        let leds = Arc::new(LedLink::new());
+        bridge::serve_namespace(&io, leds.clone());
         let service = ServiceExt::<Request>::map_response(service, axum_body);
         Kiosks {
             io,
             service: SocketIoService::new(service),
+            leds,
             frames: Arc::new(FrameLog::new(FRAME_LOG)),
         }
     }
@@ -146,28 +149,37 @@ impl App for Kiosks {
             Ok(devices) => devices,
             Err(e) => {
                 tracing::error!(error = %e, "kiosk: the configured hardware cannot be used; using the mocks");
-                mocks(config)
+                if config.kiosk_reader != "mock" {
+                    // `status` shows the configured reader as not answering.
+                    let stub = host.runtime().object::<Kiosk>(KIOSK);
+                    tokio::spawn(async move { stub.call(KioskRequest::Reader { connected: false }).await });
+                }
+                (None, mock_strip(config))
             }
         };
-        let state = ReaderState {
-            driver: reader.driver().into(),
-            connected: true,
-        };
-        let events = reader::spawn(
-            reader,
-            Duration::from_millis(config.kiosk_reader_poll_ms.max(1)),
-            shutdown.clone(),
-        );
-        tokio::spawn(present_tags(host.clone(), state, events));
-        let (states, led_states) = watch::channel(LedState::default());
+        // With the mock reader, tags come from the simulate route: no thread to poll it.
+        if let Some(reader) = reader {
+            let events = reader::spawn(
+                reader,
+                Duration::from_millis(config.kiosk_reader_poll_ms.max(1)),
+                shutdown.clone(),
+            );
+            tokio::spawn(present_tags(host.clone(), events));
+        }
+        let hardware_strip = strip.driver() != "mock";
         tokio::spawn(led::drive(
             strip,
             self.frames.clone(),
-            led_states,
+            self.leds.states.subscribe(),
             config.kiosk_led_fps,
             shutdown.clone(),
         ));
-        tokio::spawn(follow_leds(host.clone(), states, shutdown.clone()));
+        // A real strip shows the kiosk's LED state from the start; a mock one once the kiosk is
+        // first used, so a server that never serves a kiosk keeps no kiosk object awake.
+        if hardware_strip {
+            let (leds, host) = (self.leds.clone(), host.clone());
+            tokio::spawn(async move { leds.follow(&host).await });
+        }
         // Sessions end at the transport, not with a Socket.IO disconnect, so clients reconnect
         // to the server that comes back.
         let io = self.io.clone();
@@ -178,20 +190,21 @@ impl App for Kiosks {
     }
 }
 
-/// A reader and a strip.
-type Devices = (Box<dyn TagReader>, Box<dyn LedStrip>);
+/// A reader (none: the mock, fed by the simulate route) and a strip.
+type Devices = (Option<Box<dyn TagReader>>, Box<dyn LedStrip>);
 
 /// The configured reader and strip.
 fn devices(config: &KioskConfig) -> Result<Devices, String> {
-    let (mock_reader, mock_strip) = mocks(config);
-    let reader: Box<dyn TagReader> = match config.kiosk_reader.as_str() {
-        "mock" => mock_reader,
+    let reader: Option<Box<dyn TagReader>> = match config.kiosk_reader.as_str() {
+        "mock" => None,
         #[cfg(feature = "hardware")]
-        "pn532" => Box::new(hardware::Pn532Reader::open(&config.kiosk_reader_spi).map_err(|e| e.to_string())?),
+        "pn532" => Some(Box::new(
+            hardware::Pn532Reader::open(&config.kiosk_reader_spi).map_err(|e| e.to_string())?,
+        )),
         other => return Err(format!("kiosk_reader {other:?} is not available in this build")),
     };
     let strip: Box<dyn LedStrip> = match config.kiosk_leds.as_str() {
-        "mock" => mock_strip,
+        "mock" => mock_strip(config),
         #[cfg(feature = "hardware")]
         "ws281x" => Box::new(
             hardware::Ws281xStrip::open(&config.kiosk_leds_spi, config.kiosk_led_count).map_err(|e| e.to_string())?,
@@ -201,34 +214,19 @@ fn devices(config: &KioskConfig) -> Result<Devices, String> {
     Ok((reader, strip))
 }
 
-fn mocks(config: &KioskConfig) -> Devices {
-    // No feeder: tags come through the simulate route, which calls the kiosk directly.
-    let (reader, _) = reader::MockReader::new();
-    (
-        Box::new(reader),
-        Box::new(led::MockStrip {
-            leds: config.kiosk_led_count,
-        }),
-    )
+fn mock_strip(config: &KioskConfig) -> Box<dyn LedStrip> {
+    Box::new(led::MockStrip {
+        leds: config.kiosk_led_count,
+    })
 }
 
 /// Hands what the reader thread reads to the kiosk.
-async fn present_tags(
-    host: Host,
-    mut state: ReaderState,
-    mut events: tokio::sync::mpsc::Receiver<reader::ReaderEvent>,
-) {
+async fn present_tags(host: Host, mut events: tokio::sync::mpsc::Receiver<reader::ReaderEvent>) {
     let stub = host.runtime().object::<Kiosk>(KIOSK);
-    if let Err(e) = stub.call(KioskRequest::Reader(state.clone())).await {
-        tracing::warn!(error = %e, "kiosk: cannot record the reader's state");
-    }
     while let Some(event) = events.recv().await {
         let request = match event {
             reader::ReaderEvent::Tag(uid) => KioskRequest::Present { uid },
-            reader::ReaderEvent::Connected(connected) => {
-                state.connected = connected;
-                KioskRequest::Reader(state.clone())
-            }
+            reader::ReaderEvent::Connected(connected) => KioskRequest::Reader { connected },
         };
         match stub.call(request).await {
             Ok(KioskReply::Debounced) => tracing::debug!("kiosk: a repeated tag was debounced"),
@@ -238,39 +236,70 @@ async fn present_tags(
     }
 }
 
-/// Feeds the LED driver: a socket of the kiosk object, like a client's, that hears `status`
-/// on connect and every `led_state`.
-async fn follow_leds(host: Host, states: watch::Sender<LedState>, shutdown: CancellationToken) {
-    let runtime = host.runtime().clone();
-    let conn = runtime.new_socket(QueueLimits::default());
-    let info = ConnectInfo {
-        params: [("led".to_string(), String::new())].into(),
-        ..Default::default()
-    };
-    let object = match runtime.object::<Kiosk>(KIOSK).connect(conn.clone(), info).await {
-        Ok(Some(object)) => object,
-        outcome => {
-            let error = outcome.err().map(|e| e.to_string());
-            tracing::error!(?error, "kiosk: the LED driver cannot follow the kiosk");
-            runtime.socket_ended(conn.id());
-            return;
+/// What the LED driver shows, and its link to the kiosk: a socket of the kiosk object, like a
+/// client's, that hears `status` on connect and every `led_state`.
+pub struct LedLink {
+    states: watch::Sender<LedState>,
+    following: tokio::sync::OnceCell<()>,
+}
+
+impl LedLink {
+    fn new() -> Self {
+        LedLink {
+            states: watch::channel(LedState::default()).0,
+            following: tokio::sync::OnceCell::new(),
         }
-    };
+    }
+
+    /// Connects the LED driver to the kiosk, once; returns when it is connected, so that what
+    /// a client does next reaches the strip.
+    pub async fn follow(&self, host: &Host) {
+        self.following
+            .get_or_init(|| async {
+                let runtime = host.runtime().clone();
+                let conn = runtime.new_socket(QueueLimits::default());
+                let info = ConnectInfo {
+                    params: [("led".to_string(), String::new())].into(),
+                    ..Default::default()
+                };
+                match runtime.object::<Kiosk>(KIOSK).connect(conn.clone(), info).await {
+                    Ok(Some(object)) => {
+                        let states = self.states.clone();
+                        let shutdown = host.shutdown();
+                        tokio::spawn(async move {
+                            follow_leds(&conn, &states, shutdown).await;
+                            object.closed(1001, "LED driver stopped".into()).await;
+                            runtime.socket_ended(conn.id());
+                        });
+                    }
+                    outcome => {
+                        let error = outcome.err().map(|e| e.to_string());
+                        tracing::error!(?error, "kiosk: the LED driver cannot follow the kiosk");
+                        runtime.socket_ended(conn.id());
+                    }
+                }
+            })
+            .await;
+    }
+}
+
+/// Passes the LED states the kiosk sends on to the driver, until shutdown.
+async fn follow_leds(conn: &SocketConn, states: &watch::Sender<LedState>, shutdown: CancellationToken) {
     loop {
         let batch = tokio::select! {
             batch = conn.next_batch() => batch,
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => return,
         };
         for frame in &batch.frames {
-            let Some(event) = frame
+            let Some((event, payload)) = frame
                 .as_text()
                 .and_then(|t| serde_json::from_str::<(String, Value)>(t).ok())
             else {
                 continue;
             };
-            let led = match event.0.as_str() {
-                "led_state" => serde_json::from_value::<LedState>(event.1["data"].clone()).ok(),
-                "status" => serde_json::from_value::<LedState>(event.1["data"]["led"].clone()).ok(),
+            let led = match event.as_str() {
+                "led_state" => serde_json::from_value::<LedState>(payload["data"].clone()).ok(),
+                "status" => serde_json::from_value::<LedState>(payload["data"]["led"].clone()).ok(),
                 _ => None,
             };
             if let Some(led) = led {
@@ -278,11 +307,9 @@ async fn follow_leds(host: Host, states: watch::Sender<LedState>, shutdown: Canc
             }
         }
         if batch.close.is_some() {
-            break;
+            return;
         }
     }
-    object.closed(1001, "LED driver stopped".into()).await;
-    runtime.socket_ended(conn.id());
 }
 
 fn axum_body<B>(response: axum::http::Response<B>) -> Response

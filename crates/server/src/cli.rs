@@ -27,6 +27,8 @@ pub enum Command {
     Connect(crate::connect::ConnectArgs),
     /// Load a server and measure it: fan-out, latency, memory, durable writes, wake-ups.
     Bench(switchboard_bench::BenchArgs),
+    /// The NFC kiosk: `nfc simulate UID` presents a tag as the reader would.
+    Nfc(crate::nfc::NfcArgs),
 }
 
 /// Flags that feed the configuration. Each overrides the file and the environment.

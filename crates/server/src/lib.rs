@@ -9,6 +9,7 @@ pub mod config;
 pub mod connect;
 pub mod effects;
 pub mod gateway;
+pub mod nfc;
 pub mod secret;
 pub mod telemetry;
 pub mod token;

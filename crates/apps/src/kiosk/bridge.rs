@@ -19,8 +19,8 @@ use switchboard_runtime::{ConnectInfo, Frame, SocketConn};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::KIOSK;
 use super::object::{Inbound, Kiosk};
+use super::{KIOSK, LedLink};
 use crate::{Host, PeerAddr};
 
 /// Events of one client waiting for the object; more at once is abuse, answered with an error.
@@ -30,39 +30,50 @@ const RESTARTING: u16 = 1012;
 
 /// Registers the kiosk's namespace on `io`. Each request must carry the [`Host`] as an
 /// extension (the route puts it there).
-pub fn serve_namespace(io: &SocketIo) {
-    io.ns("/", |socket: SocketRef, HttpExtension(host): HttpExtension<Host>| {
-        let (events, queue) = mpsc::channel(INBOUND_QUEUE);
-        let gone = CancellationToken::new();
-        // The socket comes as an argument: captured, it would keep itself alive through its
-        // own handler.
-        let on_event = move |socket: SocketRef, Event(event): Event, TryData(payload): TryData<Value>| {
-            // A payload that is not JSON (binary attachments) arrives as `false`, which no
-            // event takes: the kiosk answers it with an error like any other bad payload.
-            let inbound = Inbound {
-                event,
-                payload: payload.unwrap_or(Value::Bool(false)),
+pub fn serve_namespace(io: &SocketIo, leds: Arc<LedLink>) {
+    io.ns(
+        "/",
+        move |socket: SocketRef, HttpExtension(host): HttpExtension<Host>| {
+            let (events, queue) = mpsc::channel(INBOUND_QUEUE);
+            let gone = CancellationToken::new();
+            // The socket comes as an argument: captured, it would keep itself alive through its
+            // own handler.
+            let on_event = move |socket: SocketRef, Event(event): Event, TryData(payload): TryData<Value>| {
+                // A payload that is not JSON (binary attachments) arrives as `false`, which no
+                // event takes: the kiosk answers it with an error like any other bad payload.
+                let inbound = Inbound {
+                    event,
+                    payload: payload.unwrap_or(Value::Bool(false)),
+                };
+                if events.try_send(inbound).is_err() {
+                    let error = WireError::new(codes::INVALID_PAYLOAD, "too many events at once; this one was dropped");
+                    emit(&socket, &event_json("error", switchboard_proto::time::now_ms(), &error));
+                }
+                std::future::ready(())
             };
-            if events.try_send(inbound).is_err() {
-                let error = WireError::new(codes::INVALID_PAYLOAD, "too many events at once; this one was dropped");
-                emit(&socket, &event_json("error", switchboard_proto::time::now_ms(), &error));
-            }
+            socket.on_fallback(on_event);
+            let disconnected = gone.clone();
+            socket.on_disconnect(move |reason: DisconnectReason| {
+                tracing::debug!(?reason, "kiosk: Socket.IO client left");
+                disconnected.cancel();
+                std::future::ready(())
+            });
+            tokio::spawn(pump(host, leds.clone(), socket, queue, gone));
             std::future::ready(())
-        };
-        socket.on_fallback(on_event);
-        let disconnected = gone.clone();
-        socket.on_disconnect(move |reason: DisconnectReason| {
-            tracing::debug!(?reason, "kiosk: Socket.IO client left");
-            disconnected.cancel();
-            std::future::ready(())
-        });
-        tokio::spawn(pump(host, socket, queue, gone));
-        std::future::ready(())
-    });
+        },
+    );
 }
 
 /// Adopts the client, offers it to the kiosk, and delivers its events until it leaves.
-async fn pump(host: Host, socket: SocketRef, mut queue: mpsc::Receiver<Inbound>, gone: CancellationToken) {
+async fn pump(
+    host: Host,
+    leds: Arc<LedLink>,
+    socket: SocketRef,
+    mut queue: mpsc::Receiver<Inbound>,
+    gone: CancellationToken,
+) {
+    // The kiosk is in use: the LED strip follows it from now on.
+    leds.follow(&host).await;
     let adopted = host.adopt("socket.io");
     let conn = adopted.conn.clone();
     let parts = socket.req_parts();

@@ -22,7 +22,7 @@ const TAG: &str = "tag:";
 const PENDING: &str = "pending";
 /// Storage: what the LEDs show, and until when.
 const LED: &str = "led";
-/// Storage: the reader's last reported state.
+/// Storage: whether the reader answered when it last reported.
 const READER: &str = "reader";
 
 /// Socket tag of Socket.IO clients (the LED driver's socket has none).
@@ -45,8 +45,8 @@ pub struct Inbound {
 pub enum KioskRequest {
     /// A tag was presented (by the reader, or simulated); the uid is normalised.
     Present { uid: String },
-    /// The reader's state changed.
-    Reader(ReaderState),
+    /// The reader started or stopped answering.
+    Reader { connected: bool },
     /// The `status` payload.
     Status,
 }
@@ -66,15 +66,6 @@ pub enum KioskReply {
 pub struct ReaderState {
     pub driver: String,
     pub connected: bool,
-}
-
-impl Default for ReaderState {
-    fn default() -> Self {
-        ReaderState {
-            driver: "mock".into(),
-            connected: true,
-        }
-    }
 }
 
 /// The registration in progress. It belongs to the kiosk, not to the socket that asked.
@@ -112,7 +103,7 @@ impl Object for Kiosk {
     type Reply = KioskReply;
 
     async fn start(ctx: &mut Context) -> HookResult<Self> {
-        let window = ctx.setting::<KioskConfig>().map_or(3000, |c| c.kiosk_debounce_ms);
+        let config = ctx.setting::<KioskConfig>().cloned().unwrap_or_default();
         let storage = ctx.storage();
         let tags = storage
             .list::<EntryId>(switchboard_runtime::ListOptions::prefix(TAG))
@@ -124,8 +115,11 @@ impl Object for Kiosk {
             tags,
             pending: storage.get(PENDING).await?,
             led: storage.get(LED).await?.unwrap_or_default(),
-            reader: storage.get(READER).await?.unwrap_or_default(),
-            debounce: Debounce::new(window as i64),
+            reader: ReaderState {
+                driver: config.kiosk_reader,
+                connected: storage.get(READER).await?.unwrap_or(true),
+            },
+            debounce: Debounce::new(config.kiosk_debounce_ms as i64),
         })
     }
 
@@ -145,10 +139,10 @@ impl Object for Kiosk {
     async fn on_request(&mut self, ctx: &mut Context, request: KioskRequest) -> HookResult<KioskReply> {
         Ok(match request {
             KioskRequest::Present { uid } => self.present(ctx, uid)?,
-            KioskRequest::Reader(reader) => {
-                if reader != self.reader {
-                    ctx.storage().put(READER, &reader)?;
-                    self.reader = reader;
+            KioskRequest::Reader { connected } => {
+                if connected != self.reader.connected {
+                    self.reader.connected = connected;
+                    ctx.storage().put(READER, &self.reader.connected)?;
                     self.broadcast_status(ctx);
                 }
                 KioskReply::Done
@@ -360,5 +354,80 @@ impl Kiosk {
 
     fn event<T: Serialize>(&self, ctx: &Context, name: &str, data: &T) -> Frame {
         Frame::text(event_json(name, ctx.now_ms(), data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use switchboard_runtime::storage::memory::MemoryBackend;
+    use switchboard_runtime::{ConnectInfo, QueueLimits, Runtime, RuntimeConfig};
+
+    use super::*;
+    use crate::kiosk::{KIOSK, KioskConfig};
+
+    async fn kiosk() -> Runtime {
+        Runtime::builder(RuntimeConfig::default(), Arc::new(MemoryBackend::new()))
+            .class::<Kiosk>()
+            .setting(KioskConfig::default())
+            .start()
+            .await
+            .unwrap()
+    }
+
+    async fn present(rt: &Runtime, uid: &str) -> KioskReply {
+        rt.object::<Kiosk>(KIOSK)
+            .call(KioskRequest::Present { uid: uid.into() })
+            .await
+            .unwrap()
+    }
+
+    /// The kiosk's debounce runs on the runtime's clock: a uid is one scan for 3 s from its
+    /// accepted presentation, per uid, whatever else is presented meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn debounce_is_three_seconds_per_uid() {
+        let rt = kiosk().await;
+        let (a, b) = ("04:00:00:0A", "04:00:00:0B");
+        assert_eq!(present(&rt, a).await, KioskReply::Accepted);
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        assert_eq!(present(&rt, b).await, KioskReply::Accepted);
+        assert_eq!(present(&rt, a).await, KioskReply::Debounced);
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        assert_eq!(present(&rt, a).await, KioskReply::Debounced, "2999 ms after");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(present(&rt, a).await, KioskReply::Accepted, "3000 ms after");
+        assert_eq!(present(&rt, b).await, KioskReply::Debounced, "B's window is its own");
+        rt.shutdown().await;
+    }
+
+    /// A registration's timeout is an alarm: it fires on the runtime's clock, durably.
+    #[tokio::test(start_paused = true)]
+    async fn registration_times_out_on_the_alarm() {
+        let rt = kiosk().await;
+        let conn = rt.new_socket(QueueLimits::default());
+        let socket = rt
+            .object::<Kiosk>(KIOSK)
+            .connect(conn.clone(), ConnectInfo::default())
+            .await
+            .unwrap()
+            .unwrap();
+        let start = r#"{"event":"register_tag_start","payload":{"data":{"entry_id":9,"timeout":5}}}"#;
+        socket.frame(Frame::text(start)).await;
+        let mut seen = Vec::new();
+        let started = tokio::time::Instant::now();
+        while !seen.iter().any(|e: &String| e == "registration_timeout") {
+            for frame in conn.next_batch().await.frames {
+                let (event, _): (String, Value) = serde_json::from_str(frame.as_text().unwrap()).unwrap();
+                seen.push(event);
+            }
+        }
+        assert_eq!(
+            seen,
+            ["status", "awaiting_tag", "status", "registration_timeout", "status"]
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        rt.shutdown().await;
     }
 }
