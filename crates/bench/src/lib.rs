@@ -50,6 +50,9 @@ pub enum Scenario {
     /// The kernel's floor: one write() of a frame per socket at the fan-out's shape and rate,
     /// from a thread that does nothing else; CPU per delivery to compare fan-out rows with.
     Floor(scenario::floor::FloorArgs),
+    /// The kiosk's Socket.IO sessions (websocket or polling): server memory per idle session,
+    /// and scans broadcast to every session, deliveries per server CPU-second.
+    Socketio(scenario::socketio::SocketIoArgs),
     /// A minimal broadcast server on the same WebSocket library, to compare fan-out against.
     BaselineServer(baseline::BaselineArgs),
 }
@@ -69,6 +72,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Recovery(a) => a.common.format,
         Scenario::Effects(a) => a.common.format,
         Scenario::Floor(a) => a.format,
+        Scenario::Socketio(a) => a.common.format,
         Scenario::BaselineServer(_) => unreachable!("served above"),
     };
     let report = measure(args).await?;
@@ -88,6 +92,7 @@ pub async fn measure(args: BenchArgs) -> anyhow::Result<Report> {
         Scenario::Recovery(a) => scenario::chat::recovery(a).await,
         Scenario::Effects(a) => scenario::chat::effects(a).await,
         Scenario::Floor(a) => scenario::floor::run(a).await,
+        Scenario::Socketio(a) => scenario::socketio::run(a).await,
         Scenario::BaselineServer(_) => {
             anyhow::bail!("baseline-server is a server, not a measurement: use `run`, or `baseline::serve`")
         }
@@ -116,6 +121,7 @@ mod tests {
             "topics",
             "recovery",
             "effects",
+            "socketio",
             "baseline-server",
         ] {
             Cli::try_parse_from(["bench", scenario]).unwrap_or_else(|e| panic!("{scenario}: {e}"));

@@ -7,6 +7,7 @@ pub mod fanout;
 pub mod floor;
 pub mod idle;
 pub mod ramp;
+pub mod socketio;
 pub mod wake;
 
 use serde_json::Value;
