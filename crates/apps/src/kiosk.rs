@@ -90,14 +90,14 @@ pub struct KioskConfig {
     pub kiosk_debounce_ms: u64,
     /// The NFC reader: `mock` (tags come from `POST /api/nfc/simulate`) or `pn532` (needs the
     /// `hardware` build). Default: `mock`.
-    pub kiosk_reader: String,
+    pub kiosk_reader: ReaderDriver,
     /// SPI device of the PN532. Default: `/dev/spidev0.0`.
     pub kiosk_reader_spi: String,
     /// How long one reader poll waits for a tag, in ms. Default: 200.
     pub kiosk_reader_poll_ms: u64,
     /// The LED strip: `mock` (frames readable at `GET /api/nfc/led`) or `ws281x` (needs the
     /// `hardware` build). Default: `mock`.
-    pub kiosk_leds: String,
+    pub kiosk_leds: StripDriver,
     /// SPI device whose MOSI drives the strip's data line. Default: `/dev/spidev1.0`.
     pub kiosk_leds_spi: String,
     /// LEDs on the strip. Default: 30.
@@ -106,14 +106,39 @@ pub struct KioskConfig {
     pub kiosk_led_fps: u32,
 }
 
+/// The NFC readers a kiosk can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReaderDriver {
+    Mock,
+    Pn532,
+}
+
+impl ReaderDriver {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReaderDriver::Mock => "mock",
+            ReaderDriver::Pn532 => "pn532",
+        }
+    }
+}
+
+/// The LED strips a kiosk can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StripDriver {
+    Mock,
+    Ws281x,
+}
+
 impl Default for KioskConfig {
     fn default() -> Self {
         KioskConfig {
             kiosk_debounce_ms: 3000,
-            kiosk_reader: "mock".into(),
+            kiosk_reader: ReaderDriver::Mock,
             kiosk_reader_spi: "/dev/spidev0.0".into(),
             kiosk_reader_poll_ms: 200,
-            kiosk_leds: "mock".into(),
+            kiosk_leds: StripDriver::Mock,
             kiosk_leds_spi: "/dev/spidev1.0".into(),
             kiosk_led_count: 30,
             kiosk_led_fps: 30,
@@ -149,7 +174,7 @@ impl App for Kiosks {
             Ok(devices) => devices,
             Err(e) => {
                 tracing::error!(error = %e, "kiosk: the configured hardware cannot be used; using the mocks");
-                if config.kiosk_reader != "mock" {
+                if config.kiosk_reader != ReaderDriver::Mock {
                     // `status` shows the configured reader as not answering.
                     let stub = host.runtime().object::<Kiosk>(KIOSK);
                     tokio::spawn(async move { stub.call(KioskRequest::Reader { connected: false }).await });
@@ -195,21 +220,23 @@ type Devices = (Option<Box<dyn TagReader>>, Box<dyn LedStrip>);
 
 /// The configured reader and strip.
 fn devices(config: &KioskConfig) -> Result<Devices, String> {
-    let reader: Option<Box<dyn TagReader>> = match config.kiosk_reader.as_str() {
-        "mock" => None,
+    let reader: Option<Box<dyn TagReader>> = match config.kiosk_reader {
+        ReaderDriver::Mock => None,
         #[cfg(feature = "hardware")]
-        "pn532" => Some(Box::new(
+        ReaderDriver::Pn532 => Some(Box::new(
             hardware::Pn532Reader::open(&config.kiosk_reader_spi).map_err(|e| e.to_string())?,
         )),
-        other => return Err(format!("kiosk_reader {other:?} is not available in this build")),
+        #[cfg(not(feature = "hardware"))]
+        ReaderDriver::Pn532 => return Err("kiosk_reader = \"pn532\" needs a build with --features hardware".into()),
     };
-    let strip: Box<dyn LedStrip> = match config.kiosk_leds.as_str() {
-        "mock" => mock_strip(config),
+    let strip: Box<dyn LedStrip> = match config.kiosk_leds {
+        StripDriver::Mock => mock_strip(config),
         #[cfg(feature = "hardware")]
-        "ws281x" => Box::new(
+        StripDriver::Ws281x => Box::new(
             hardware::Ws281xStrip::open(&config.kiosk_leds_spi, config.kiosk_led_count).map_err(|e| e.to_string())?,
         ),
-        other => return Err(format!("kiosk_leds {other:?} is not available in this build")),
+        #[cfg(not(feature = "hardware"))]
+        StripDriver::Ws281x => return Err("kiosk_leds = \"ws281x\" needs a build with --features hardware".into()),
     };
     Ok((reader, strip))
 }

@@ -116,7 +116,7 @@ impl Object for Kiosk {
             pending: storage.get(PENDING).await?,
             led: storage.get(LED).await?.unwrap_or_default(),
             reader: ReaderState {
-                driver: config.kiosk_reader,
+                driver: config.kiosk_reader.name().into(),
                 connected: storage.get(READER).await?.unwrap_or(true),
             },
             debounce: Debounce::new(config.kiosk_debounce_ms as i64),
