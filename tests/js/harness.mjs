@@ -21,11 +21,15 @@ export async function startServer({ port = 0, dataDir, sets = [] } = {}) {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), "switchboard-kiosk-"));
   const args = ["serve", "--listen", `127.0.0.1:${port}`, "--log-format", "json", "--data-dir", dir];
   for (const set of sets) args.push("--set", set);
+  // The server reads every SWITCHBOARD_* variable as configuration (and refuses unknown ones,
+  // such as SWITCHBOARD_BIN): it gets none but its secret.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("SWITCHBOARD_")));
   const child = spawn(BINARY, args, {
-    env: { ...process.env, SWITCHBOARD_AUTH_SECRET: SECRET, RUST_LOG: "info" },
+    env: { ...env, SWITCHBOARD_AUTH_SECRET: SECRET, RUST_LOG: "info" },
     stdio: ["ignore", "ignore", "pipe"],
   });
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const said = [];
   const addr = await within(
     new Promise((resolve, reject) => {
       createInterface({ input: child.stderr }).on("line", (line) => {
@@ -33,10 +37,11 @@ export async function startServer({ port = 0, dataDir, sets = [] } = {}) {
           const addr = JSON.parse(line)?.fields?.addr;
           if (addr) resolve(addr);
         } catch {
-          // Not a JSON log line.
+          // Not a JSON log line: an error before logging started.
+          said.push(line);
         }
       });
-      exited.then(({ code }) => reject(new Error(`switchboard exited with ${code} before listening`)));
+      exited.then(({ code }) => reject(new Error(`switchboard exited with ${code} before listening: ${said.join(" ")}`)));
     }),
     "the server to log its address",
   );
