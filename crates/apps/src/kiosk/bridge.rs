@@ -39,11 +39,12 @@ pub fn serve_namespace(io: &SocketIo, leds: Arc<LedLink>) {
             // The socket comes as an argument: captured, it would keep itself alive through its
             // own handler.
             let on_event = move |socket: SocketRef, Event(event): Event, TryData(payload): TryData<Value>| {
-                // A payload that is not JSON (binary attachments) arrives as `false`, which no
-                // event takes: the kiosk answers it with an error like any other bad payload.
+                // An event emitted without an argument cannot be read as a value: it is `null`,
+                // as for events that take no data (binary data arrives as an array of numbers,
+                // which the kiosk refuses like any payload that is not an envelope).
                 let inbound = Inbound {
                     event,
-                    payload: payload.unwrap_or(Value::Bool(false)),
+                    payload: payload.unwrap_or(Value::Null),
                 };
                 if events.try_send(inbound).is_err() {
                     let error = WireError::new(codes::INVALID_PAYLOAD, "too many events at once; this one was dropped");
