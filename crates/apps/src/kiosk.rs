@@ -68,6 +68,9 @@ impl Kiosks {
             .max_payload(1_000_000)
             // Events waiting for a client's transport; past this the client is a slow consumer.
             .max_buffer_size(1024)
+            // Read in small chunks: every session holds this buffer for its whole life, and
+            // clients send small events (a larger frame is still read whole).
+            .ws_read_buffer_size(1024)
             .build_svc();
         let leds = Arc::new(LedLink::new());
         bridge::serve_namespace(&io, leds.clone());
