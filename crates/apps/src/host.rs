@@ -235,6 +235,9 @@ pub trait HostApi: Send + Sync + 'static {
     fn connect(&self, req: Request, options: SocketOptions, connector: Connector) -> Response;
     /// Adopts a connection of the given protocol (a label in metrics).
     fn adopt(&self, protocol: &'static str) -> Adopted;
+    /// Refuses (403) a request from a browser page whose origin may not open sockets here: the
+    /// policy every WebSocket upgrade passes, for connections the gateway does not upgrade.
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), ApiError>;
     /// Cancelled when the server starts shutting down.
     fn shutdown(&self) -> CancellationToken;
 }
@@ -293,6 +296,13 @@ impl Host {
     /// Adopts a connection born outside the gateway.
     pub fn adopt(&self, protocol: &'static str) -> Adopted {
         self.0.adopt(protocol)
+    }
+
+    /// Refuses (403) a request from a browser page whose origin may not open sockets here
+    /// (`cors_origins`, same-origin pages, `file://`): for connections born outside the
+    /// gateway, such as every request of a Socket.IO session.
+    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        self.0.check_origin(headers)
     }
 
     /// Cancelled when the server starts shutting down.

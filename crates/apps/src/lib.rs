@@ -9,6 +9,7 @@ pub mod device;
 pub mod display;
 pub mod host;
 pub mod http;
+pub mod kiosk;
 pub mod rooms;
 
 pub use host::{
@@ -23,6 +24,7 @@ pub fn builtin() -> Vec<Box<dyn AttachedApp>> {
         attach(display::Displays),
         attach(rooms::Rooms::default()),
         attach(device::Devices),
+        attach(kiosk::Kiosks::new()),
     ]
 }
 

@@ -61,6 +61,9 @@ pub enum Scenario {
     /// The kernel's floor: one write() of a frame per socket at the fan-out's shape and rate,
     /// from a thread that does nothing else; CPU per delivery to compare fan-out rows with.
     Floor(scenario::floor::FloorArgs),
+    /// The kiosk's Socket.IO sessions (websocket or polling): server memory per idle session,
+    /// and scans broadcast to every session, deliveries per server CPU-second.
+    Socketio(scenario::socketio::SocketIoArgs),
     /// A minimal broadcast server on the same WebSocket library, to compare fan-out against.
     BaselineServer(baseline::BaselineArgs),
 }
@@ -84,6 +87,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::RoomsRecovery(a) => a.rooms.common.format,
         Scenario::Devices(a) => a.common.format,
         Scenario::Floor(a) => a.format,
+        Scenario::Socketio(a) => a.common.format,
         Scenario::BaselineServer(_) => unreachable!("served above"),
     };
     let report = measure(args).await?;
@@ -107,6 +111,7 @@ pub async fn measure(args: BenchArgs) -> anyhow::Result<Report> {
         Scenario::RoomsRecovery(a) => scenario::rooms::recovery(a).await,
         Scenario::Devices(a) => scenario::devices::run(a).await,
         Scenario::Floor(a) => scenario::floor::run(a).await,
+        Scenario::Socketio(a) => scenario::socketio::run(a).await,
         Scenario::BaselineServer(_) => {
             anyhow::bail!("baseline-server is a server, not a measurement: use `run`, or `baseline::serve`")
         }
@@ -139,6 +144,7 @@ mod tests {
             "rooms-publish",
             "rooms-recovery",
             "devices",
+            "socketio",
             "baseline-server",
         ] {
             Cli::try_parse_from(["bench", scenario]).unwrap_or_else(|e| panic!("{scenario}: {e}"));

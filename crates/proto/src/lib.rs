@@ -5,4 +5,5 @@
 pub mod counter;
 pub mod device;
 pub mod display;
+pub mod kiosk;
 pub mod time;

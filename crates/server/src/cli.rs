@@ -31,6 +31,8 @@ pub enum Command {
     Token(crate::token::TokenArgs),
     /// Simulated clients for demos and load: `simulate devices` runs RFID readers.
     Simulate(switchboard_bench::simulate::SimulateArgs),
+    /// The NFC kiosk: `nfc simulate UID` presents a tag as the reader would.
+    Nfc(crate::nfc::NfcArgs),
 }
 
 /// Flags that feed the configuration. Each overrides the file and the environment.

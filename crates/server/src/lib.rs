@@ -10,6 +10,7 @@ pub mod connect;
 pub mod console;
 pub mod effects;
 pub mod gateway;
+pub mod nfc;
 pub mod secret;
 pub mod telemetry;
 pub mod token;
@@ -134,7 +135,12 @@ pub async fn start_with(
     }
     let runtime = builder.start().await.context("cannot start the object runtime")?;
     let config_ip_rate = (config.ip_rate_per_second, config.ip_rate_burst);
+    let origins = Arc::new(gateway::origin::OriginPolicy::new(
+        &config.cors_origins,
+        config.allow_file_origin,
+    ));
     let gateway = Gateway {
+        origins,
         config: Arc::new(config),
         auth_secret: auth_secret.clone(),
         tokens: Arc::new(tokens),

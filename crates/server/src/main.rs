@@ -64,6 +64,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Nfc(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+            match runtime.block_on(switchboard_server::nfc::run(args)) {
+                Ok(answer) => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("switchboard nfc: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => {
             let config = match args.load() {
                 Ok(config) => config,

@@ -338,3 +338,43 @@ async fn devices_scenario_measures_real_work() {
         "{r}"
     );
 }
+
+/// The Socket.IO scenario, over both transports: every session opens, every scan reaches every
+/// session, and the server's memory and CPU are read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socketio_scenario_measures_real_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::ProcessServer::spawn(dir.path(), &["kiosk_debounce_ms=0"]);
+    let common: Vec<String> = [
+        "--url",
+        &server.url(""),
+        "--pid",
+        &server.child.id().to_string(),
+        "--secret",
+        support::SECRET,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for transport in ["websocket", "polling"] {
+        let extra = [
+            "--transport",
+            transport,
+            "--sessions",
+            "20",
+            "--hold",
+            "0.2",
+            "--rate",
+            "10",
+            "--duration",
+            "1",
+        ];
+        let report = bench("socketio", &common, &extra).await;
+        let r = &report.results[0];
+        assert_eq!(int(&r["sessions_ready"]), 20, "{r}");
+        assert_eq!(int(&r["scans_accepted"]), 10, "{r}");
+        assert_eq!(int(&r["deliveries"]), 200, "{r}");
+        assert!(r["deliveries_per_cpu_s"].as_f64().is_some(), "{r}");
+        assert!(r["server_heap_per_session_bytes"].as_i64().is_some(), "{r}");
+    }
+}

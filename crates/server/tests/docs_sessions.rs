@@ -129,6 +129,11 @@ async fn devices_doc_sessions_are_true() {
     check("docs/apps/devices.md").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiosk_doc_sessions_are_true() {
+    check("docs/apps/kiosk.md").await;
+}
+
 /// The comparison is not vacuous: a changed value or a missing field is a mismatch.
 #[test]
 fn comparison_catches_differences() {

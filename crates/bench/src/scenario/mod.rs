@@ -9,6 +9,7 @@ pub mod floor;
 pub mod idle;
 pub mod ramp;
 pub mod rooms;
+pub mod socketio;
 pub mod wake;
 
 use serde_json::Value;

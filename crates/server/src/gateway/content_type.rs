@@ -16,6 +16,11 @@ use axum::response::{IntoResponse, Response};
 
 use switchboard_apps::http::ApiError;
 
+/// Paths whose protocol posts bodies of another type by its specification: Engine.IO's
+/// polling transport sends `text/plain`. The Socket.IO route applies the WebSocket origin
+/// policy to every one of its requests, which shuts out the cross-site sender this rule is for.
+const OTHER_BODIES: &[&str] = &["/socket.io/"];
+
 /// Answers 415 to a POST, PUT, PATCH or DELETE with a body that is not JSON and no
 /// `Authorization` header.
 pub async fn require_json(req: Request, next: Next) -> Response {
@@ -24,6 +29,7 @@ pub async fn require_json(req: Request, next: Next) -> Response {
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
     if changes_state
+        && !OTHER_BODIES.iter().any(|p| req.uri().path().starts_with(p))
         && !req.body().is_end_stream()
         && !req.headers().contains_key(header::AUTHORIZATION)
         && !is_json(req.headers())

@@ -38,6 +38,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secret};
 use crate::token::TokenVerifier;
+use origin::OriginPolicy;
 use switchboard_apps::http::ApiError;
 
 /// What every request handler of the gateway can reach; apps see it only as a [`Host`].
@@ -57,6 +58,8 @@ pub struct Gateway {
     pub(crate) sessions: Arc<crate::console::Sessions>,
     /// Serving HTTPS (the console's cookie is then `Secure`).
     pub(crate) tls: bool,
+    /// Which pages may open sockets; also handed to every request (see [`serve`]).
+    pub(crate) origins: Arc<origin::OriginPolicy>,
 }
 
 impl Gateway {
@@ -115,6 +118,10 @@ impl HostApi for Gateway {
 
     fn adopt(&self, protocol: &'static str) -> Adopted {
         adopt::adopt(self, protocol)
+    }
+
+    fn check_origin(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        self.origins.check(headers)
     }
 
     fn shutdown(&self) -> CancellationToken {
@@ -243,10 +250,7 @@ pub async fn serve(listener: TcpListener, router: Router, gateway: Gateway, tls:
             config.body_timeout,
             limits::bound_body,
         ))
-        .layer(axum::Extension(origin::OriginPolicy::new(
-            &config.cors_origins,
-            config.allow_file_origin,
-        )));
+        .layer(axum::Extension(OriginPolicy::clone(&gateway.origins)));
     let router = match &gateway.ip_rates {
         Some(rates) => router.layer(axum::middleware::from_fn_with_state(rates.clone(), limits::limit_rate)),
         None => router,
