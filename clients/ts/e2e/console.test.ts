@@ -53,6 +53,9 @@ async function signedIn(): Promise<Page> {
   return page;
 }
 
+/** Polls a page condition; the bound is generous for a loaded machine, the wait ends as soon as it holds. */
+const poll = <T>(read: () => Promise<T> | T) => expect.poll(read, { timeout: 15_000 });
+
 const keep = (page: Page, name: string) => page.screenshot({ path: join(SCREENSHOTS, `console-${name}.png`), fullPage: true });
 
 describe("the console, in a browser, against the real server", () => {
@@ -60,7 +63,7 @@ describe("the console, in a browser, against the real server", () => {
     const page = await tab();
     await page.getByLabel("Admin key").fill("not the key");
     await page.getByRole("button", { name: "Sign in" }).click();
-    await expect.poll(() => page.locator("#signin-error").textContent()).toContain("not the admin key");
+    await poll(() => page.locator("#signin-error").textContent()).toContain("not the admin key");
     await keep(page, "signin");
     await page.getByLabel("Admin key").fill(AUTH_SECRET);
     await page.getByRole("button", { name: "Sign in" }).click();
@@ -82,10 +85,10 @@ describe("the console, in a browser, against the real server", () => {
     for (let i = 0; i < 20; i++) {
       await server.api("POST", "/rpc/counter.increment", { name: "overview" });
     }
-    await expect.poll(async () => Number(await commits.textContent()), { timeout: 10_000 }).toBeGreaterThan(0);
+    await poll(async () => Number(await commits.textContent())).toBeGreaterThan(0);
     await page.getByLabel("Name").fill("overview");
     await page.getByRole("button", { name: "Look up" }).click();
-    await expect.poll(() => page.locator("#object-result").textContent()).toContain("Stored keys");
+    await poll(() => page.locator("#object-result").textContent()).toContain("Stored keys");
     expect(await page.locator("#object-keys li").count()).toBeGreaterThan(0);
     await keep(page, "overview");
   });
@@ -95,12 +98,12 @@ describe("the console, in a browser, against the real server", () => {
     await first.goto(`${server.url}/#counter/demo`);
     const second = await tab("/#counter/demo");
     for (const page of [first, second]) {
-      await expect.poll(() => page.locator("#counter-state").textContent()).toBe("live");
+      await poll(() => page.locator("#counter-state").textContent()).toBe("live");
     }
     await first.getByRole("button", { name: "+1" }).click();
     await server.api("POST", "/rpc/counter.increment", { name: "demo", amount: 5 });
     for (const page of [first, second]) {
-      await expect.poll(() => page.locator("#counter-value").textContent()).toBe("6");
+      await poll(() => page.locator("#counter-value").textContent()).toBe("6");
     }
     await keep(second, "counter");
   });
@@ -108,18 +111,18 @@ describe("the console, in a browser, against the real server", () => {
   it("display: renders the updates as they are posted", async () => {
     const page = await signedIn();
     await page.goto(`${server.url}/#display/table-7`);
-    await expect.poll(() => page.locator("p.hint").first().textContent()).toBe("live");
+    await poll(() => page.locator("p.hint").first().textContent()).toBe("live");
     await server.api("POST", "/session/table-7/init", { tenantId: "org" });
     await server.api("POST", "/session/table-7/update", { type: "transcription", text: "Two soups, please" });
     await server.api("POST", "/session/table-7/update", { type: "dish_card", name: "Soup", price: "4.50" });
     await server.api("POST", "/session/table-7/update", { type: "order_summary", items: [{ dish: "soup", qty: 2 }] });
-    await expect.poll(() => page.locator("#display-transcriptions").textContent()).toContain("Two soups, please");
-    await expect.poll(() => page.locator("#display-updates").textContent()).toContain("Soup");
-    await expect.poll(() => page.locator("#display-order").textContent()).toContain("soup");
+    await poll(() => page.locator("#display-transcriptions").textContent()).toContain("Two soups, please");
+    await poll(() => page.locator("#display-updates").textContent()).toContain("Soup");
+    await poll(() => page.locator("#display-order").textContent()).toContain("soup");
     // The page's own form sends with the session, not a key.
     await page.getByLabel("Update (JSON)").fill('{"type":"transcription","text":"And bread"}');
     await page.getByRole("button", { name: "Send" }).click();
-    await expect.poll(() => page.locator("#display-transcriptions").textContent()).toContain("And bread");
+    await poll(() => page.locator("#display-transcriptions").textContent()).toContain("And bread");
     await keep(page, "display");
   });
 
@@ -134,12 +137,11 @@ describe("the console, in a browser, against the real server", () => {
       socket.onmessage = (event) => w.seen.push(String(event.data));
     }, `${server.url.replace("http", "ws")}/ws?token=${token}`);
     await page.goto(`${server.url}/#rooms`);
-    await expect.poll(() => page.locator("#rooms-connections").textContent()).toContain("ada");
+    await poll(() => page.locator("#rooms-connections").textContent()).toContain("ada");
     await page.getByLabel("Data (JSON)").fill('{"orderId":"67890","newStatus":"cutting"}');
     await page.getByRole("button", { name: "Publish" }).click();
-    await expect.poll(() => page.locator("#rooms-result").textContent()).toContain("delivered to 1");
-    await expect
-      .poll(() => dashboard.evaluate(() => (window as unknown as { seen: string[] }).seen.join("\n")))
+    await poll(() => page.locator("#rooms-result").textContent()).toContain("delivered to 1");
+    await poll(() => dashboard.evaluate(() => (window as unknown as { seen: string[] }).seen.join("\n")))
       .toContain("cutting");
     await keep(page, "rooms");
   });

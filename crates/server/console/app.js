@@ -277,11 +277,20 @@ function counterPage(main, name) {
     return null;
   }
   const value = el('div', { class: 'big', id: 'counter-value', 'aria-live': 'polite' }, '…');
+  // Replies and broadcasts may arrive in either order: show a value only if it is newer than
+  // the one shown (by the counter's operation count).
+  let shownCount = -1;
+  const show = (reply) => {
+    const count = reply.metadata ? reply.metadata.operationCount : -1;
+    if (count >= shownCount) {
+      shownCount = count;
+      value.textContent = reply.value;
+    }
+  };
   const state = el('p', { class: 'hint', id: 'counter-state' }, 'connecting');
   const op = (operation, extra = {}) => async () => {
     try {
-      const reply = await api(`/rpc/counter.${operation}`, { method: 'POST', body: JSON.stringify({ name, ...extra }) });
-      value.textContent = reply.value;
+      show(await api(`/rpc/counter.${operation}`, { method: 'POST', body: JSON.stringify({ name, ...extra }) }));
     } catch (error) {
       say(error.message);
     }
@@ -300,10 +309,10 @@ function counterPage(main, name) {
       ' — both show every change as it is stored.'),
   );
   api('/rpc/counter.getValue', { method: 'POST', body: JSON.stringify({ name }) })
-    .then((reply) => { value.textContent = reply.value; })
+    .then((reply) => { if (shownCount < 0) value.textContent = reply.value; })
     .catch((error) => say(error.message));
   const socket = liveSocket(`/ws/counter/${encodeURIComponent(name)}`, (update) => {
-    if (typeof update.value === 'number') value.textContent = update.value;
+    if (typeof update.value === 'number') show(update);
   }, (open) => { state.textContent = open ? 'live' : 'reconnecting'; });
   return () => socket.close();
 }
