@@ -146,3 +146,44 @@ describe("the console, in a browser, against the real server", () => {
     await keep(page, "rooms");
   });
 });
+
+describe("the console's device and kiosk pages", () => {
+  it("devices: a reader comes online, its scans appear live, a pending tag is assigned", async () => {
+    const page = await signedIn();
+    await page.goto(`${server.url}/#devices`);
+    await server.api("POST", "/api/devices/gate-1/config", { registrationMode: true });
+    const reader = await tab("/console/style.css");
+    await reader.evaluate((url) => {
+      const w = window as unknown as { reader: WebSocket; seen: string[] };
+      w.seen = [];
+      w.reader = new WebSocket(url);
+      w.reader.onmessage = (event) => w.seen.push(String(event.data));
+    }, `${server.url.replace("http", "ws")}/ws/device?deviceId=gate-1`);
+    await poll(() => reader.evaluate(() => (window as unknown as { seen: string[] }).seen.join("\n"))).toContain('"config"');
+    await poll(() => page.locator("#devices-rows").textContent()).toContain("gate-1");
+    await reader.evaluate(() =>
+      (window as unknown as { reader: WebSocket }).reader.send(JSON.stringify({ action: "scan", tagId: "TAG42", location: "Main Gate" })),
+    );
+    await poll(() => page.locator("#devices-feed").textContent()).toContain("TAG42");
+    await poll(() => page.locator("#devices-pending").textContent()).toContain("TAG42");
+    await page.getByLabel("User id").fill("u-7");
+    await page.getByLabel("Name", { exact: true }).fill("Ada");
+    await page.getByRole("button", { name: "Assign" }).click();
+    await poll(() => page.locator("#devices-result").textContent()).toContain("assigned");
+    const tags = await server.api<unknown[]>("GET", "/api/tags");
+    expect(JSON.stringify(tags)).toContain("u-7");
+    await keep(page, "devices");
+  });
+
+  it("kiosk: a registration with its progress, and a simulated tag", async () => {
+    const page = await signedIn();
+    await page.goto(`${server.url}/#kiosk`);
+    await poll(() => page.locator("#kiosk-status").textContent()).toContain("reader");
+    await page.getByRole("button", { name: "Start" }).click();
+    await poll(() => page.locator("#kiosk-log").textContent()).toContain("waiting for a tag for entry-1");
+    await page.getByRole("button", { name: "Present" }).click();
+    await poll(() => page.locator("#kiosk-log").textContent()).toContain("registered to entry-1");
+    await poll(() => page.locator("#kiosk-progress").evaluate((p) => (p as HTMLProgressElement).value)).toBe(100);
+    await keep(page, "kiosk");
+  });
+});

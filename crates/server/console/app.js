@@ -58,7 +58,7 @@ function signInPage() {
 
 // ---- the console: one page at a time, chosen by the URL's hash (#page/argument)
 
-const pages = { overview: overviewPage, counter: counterPage, display: displayPage, rooms: roomsPage };
+const pages = { overview: overviewPage, counter: counterPage, display: displayPage, rooms: roomsPage, devices: devicesPage, kiosk: kioskPage };
 let leave = () => {};
 
 function route() {
@@ -425,6 +425,180 @@ function roomsPage(main) {
       } }, 'Disconnect')))));
     if (!connections.length) rows.append(el('tr', {}, el('td', { colspan: 7 }, 'No connections.')));
   });
+}
+
+// ---- devices (the RFID gateway's dashboard: readers online and offline, the live scan feed,
+// config pushed to a reader, tags offered for registration)
+
+function devicesPage(main) {
+  const rows = el('tbody', { id: 'devices-rows' });
+  const feed = el('ul', { class: 'feed', id: 'devices-feed', 'aria-live': 'polite' });
+  const pending = el('ul', { class: 'feed', id: 'devices-pending' });
+  const result = el('p', { class: 'hint', id: 'devices-result', 'aria-live': 'polite' });
+  const refresh = async () => {
+    const devices = await api('/api/devices');
+    rows.replaceChildren(...devices.map((d) => el('tr', {},
+      el('td', {}, d.deviceId), el('td', {}, d.status),
+      el('td', {}, d.lastSeen ? new Date(d.lastSeen).toISOString() : '—'),
+      el('td', {}, `${d.configAppliedVersion ?? 0} / ${d.configVersion ?? 0}`),
+      el('td', {}, d.outbox ? `${d.outbox.depth}` : '0'))));
+    if (!devices.length) rows.append(el('tr', {}, el('td', { colspan: 5 }, 'No device has connected yet.')));
+  };
+  const assign = (tagId) => el('form', { class: 'inline', onsubmit: async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    try {
+      await api('/api/tags', { method: 'POST', body: JSON.stringify({ tagId, userId: form.user.value, name: form.person.value }) });
+      form.closest('li').remove();
+      result.textContent = `tag ${tagId} assigned`;
+    } catch (error) {
+      result.textContent = error.message;
+    }
+  } },
+  el('div', {}, el('label', { for: `user-${tagId}` }, 'User id'), el('input', { id: `user-${tagId}`, name: 'user', required: true })),
+  el('div', {}, el('label', { for: `person-${tagId}` }, 'Name'), el('input', { id: `person-${tagId}`, name: 'person', required: true })),
+  el('button', { type: 'submit' }, 'Assign'));
+  main.append(
+    el('h1', {}, 'Devices'),
+    el('table', {}, el('thead', {}, el('tr', {}, ['Device', 'Status', 'Last seen', 'Config applied / latest', 'Outbox'].map((h) => el('th', {}, h)))), rows),
+    el('h2', {}, 'Live scans'), feed,
+    el('h2', {}, 'Tags waiting for registration'), pending,
+    el('h2', {}, 'Push a config'),
+    el('form', { id: 'devices-config', onsubmit: async (event) => {
+      event.preventDefault();
+      const form = event.target;
+      try {
+        const reply = await api(`/api/devices/${encodeURIComponent(form.device.value)}/config`, { method: 'POST', body: form.config.value });
+        result.textContent = `config version ${reply.version} for ${reply.deviceId}`;
+      } catch (error) {
+        result.textContent = error.message;
+      }
+    } },
+    el('label', { for: 'devices-device' }, 'Device id'), el('input', { id: 'devices-device', name: 'device', required: true }),
+    el('label', { for: 'devices-json' }, 'Config (JSON)'), el('textarea', { id: 'devices-json', name: 'config', rows: 3, cols: 60 }, '{"registrationMode":true}'),
+    el('div', {}, el('button', { type: 'submit' }, 'Push'))),
+    result,
+  );
+  const socket = liveSocket('/ws/dashboard', (event) => {
+    if (event.type === 'scan') {
+      const who = event.user ? ` — ${event.user.name || event.user.userId || ''}` : '';
+      feed.prepend(el('li', {}, `${event.scan.deviceId}: ${event.scan.tagId} (${event.scan.status})${who} at ${new Date(event.scan.timestamp).toISOString()}`));
+      while (feed.children.length > 50) feed.lastChild.remove();
+    } else if (event.type === 'tag_pending_registration') {
+      pending.append(el('li', {}, `${event.tagId} seen by ${event.deviceId}`, assign(event.tagId)));
+    } else if (event.type === 'device_status') {
+      refresh().catch((error) => say(error.message));
+    }
+  }, (open) => say(open ? '' : 'reconnecting to the live feed'));
+  const stop = every(5000, refresh);
+  return () => {
+    stop();
+    socket.close();
+  };
+}
+
+// ---- kiosk (the NFC kiosk's page: registration with its progress, the LED strip, a simulated
+// tag). It speaks Socket.IO (Engine.IO 4 over a WebSocket) like the kiosk's own page does.
+
+function socketIo(onEvent, onState) {
+  return liveSocketRaw('/socket.io/?EIO=4&transport=websocket', (raw, send) => {
+    if (raw.startsWith('0')) send('40');
+    else if (raw === '2') send('3');
+    else if (raw.startsWith('40')) onState(true);
+    else if (raw.startsWith('42')) {
+      const [name, payload] = JSON.parse(raw.slice(2));
+      onEvent(name, payload && payload.data !== undefined ? payload.data : payload);
+    }
+  }, (open) => { if (!open) onState(false); });
+}
+
+/** Like liveSocket, for text that is not JSON; `onText` gets a way to answer. */
+function liveSocketRaw(path, onText, onState) {
+  let socket;
+  let closed = false;
+  let retry;
+  const send = (text) => socket.readyState === WebSocket.OPEN && socket.send(text);
+  const open = () => {
+    socket = new WebSocket(wsUrl(path));
+    socket.onmessage = (event) => onText(String(event.data), send);
+    socket.onclose = () => {
+      onState(false);
+      if (!closed) retry = setTimeout(open, 1000);
+    };
+  };
+  open();
+  return {
+    emit: (name, data) => send(`42${JSON.stringify([name, { timestamp: new Date().toISOString(), data }])}`),
+    close: () => {
+      closed = true;
+      clearTimeout(retry);
+      socket.close();
+    },
+  };
+}
+
+function kioskPage(main) {
+  const status = el('pre', { id: 'kiosk-status' }, 'connecting');
+  const led = el('div', { id: 'kiosk-led', class: 'card', role: 'img', 'aria-label': 'LED strip: unknown' }, 'LED strip');
+  const progress = el('progress', { id: 'kiosk-progress', max: 100, value: 0, 'aria-label': 'Registration progress' });
+  const log = el('ul', { class: 'feed', id: 'kiosk-log', 'aria-live': 'polite' });
+  const note = (text) => {
+    log.prepend(el('li', {}, text));
+    while (log.children.length > 30) log.lastChild.remove();
+  };
+  const showLed = (state) => {
+    const color = state && state.color ? state.color : 'transparent';
+    led.style.background = color;
+    // Dark text on a light strip, light text on a dark one: readable whatever the colour.
+    const rgb = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
+    const light = rgb ? 0.299 * parseInt(rgb[1], 16) + 0.587 * parseInt(rgb[2], 16) + 0.114 * parseInt(rgb[3], 16) > 140 : true;
+    led.style.color = light ? '#111' : '#fff';
+    led.textContent = `LED strip: ${state ? state.pattern : 'off'} ${state && state.color ? state.color : ''}`;
+    led.setAttribute('aria-label', led.textContent);
+  };
+  const io = socketIo((name, data) => {
+    switch (name) {
+      case 'status':
+        status.textContent = JSON.stringify(data, null, 2);
+        if (data && data.led) showLed(data.led);
+        break;
+      case 'led_state': showLed(data); break;
+      case 'tag_write_progress': progress.value = data.progress; break;
+      case 'awaiting_tag': progress.value = 0; note(`waiting for a tag for ${data.entry_id} (${data.timeout} s)`); break;
+      case 'tag_registered': progress.value = 100; note(`${data.tag_uid} registered to ${data.entry_id}`); break;
+      case 'nfc_tag_scanned': note(`scanned ${data.tag_uid}${data.registered ? ` (entry ${data.entry_id})` : ' (not registered)'}`); break;
+      case 'error': note(`error: ${data.message} (${data.code})`); break;
+      default: note(`${name}: ${JSON.stringify(data)}`);
+    }
+  }, (open) => say(open ? '' : 'reconnecting to the kiosk'));
+  main.append(
+    el('h1', {}, 'Kiosk'),
+    el('h2', {}, 'Status'), status, led,
+    el('h2', {}, 'Register a tag'),
+    el('form', { class: 'inline', id: 'kiosk-register', onsubmit: (event) => {
+      event.preventDefault();
+      io.emit('register_tag_start', { entry_id: event.target.entry.value, timeout: Number(event.target.timeout.value) });
+    } },
+    el('div', {}, el('label', { for: 'kiosk-entry' }, 'Entry id'), el('input', { id: 'kiosk-entry', name: 'entry', value: 'entry-1', required: true })),
+    el('div', {}, el('label', { for: 'kiosk-timeout' }, 'Timeout (s)'), el('input', { id: 'kiosk-timeout', name: 'timeout', type: 'number', min: 1, value: 30 })),
+    el('button', { type: 'submit' }, 'Start'),
+    el('button', { type: 'button', class: 'secondary', onclick: () => io.emit('register_tag_cancel', {}) }, 'Cancel')),
+    progress,
+    el('h2', {}, 'Simulate a tag'),
+    el('form', { class: 'inline', id: 'kiosk-simulate', onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        const reply = await api('/api/nfc/simulate', { method: 'POST', body: JSON.stringify({ uid: event.target.uid.value }) });
+        note(reply.accepted ? 'tag presented' : `tag ignored: ${reply.reason}`);
+      } catch (error) {
+        note(error.message);
+      }
+    } },
+    el('div', {}, el('label', { for: 'kiosk-uid' }, 'Tag uid'), el('input', { id: 'kiosk-uid', name: 'uid', value: '04:11:5D:22:2C:65:80', required: true })),
+    el('button', { type: 'submit' }, 'Present')),
+    el('h2', {}, 'Events'), log,
+  );
+  return () => io.close();
 }
 
 if (document.body.dataset.page === 'signin') signInPage();
