@@ -634,26 +634,12 @@ async fn management_api() {
     assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
     assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
 
-    let list: Value = client
-        .get(server.url("/api/connections?room=branch:b2"))
-        .bearer_auth(SECRET)
-        .send()
+    let list: Value = get_json_bearer(&server.url("/api/connections?room=branch:b2"), SECRET)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(list["count"], 1);
     assert_eq!(list["connections"][0]["userId"], "bob");
-    let all: Value = client
-        .get(server.url("/api/connections"))
-        .bearer_auth(SECRET)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = get_json_bearer(&server.url("/api/connections"), SECRET).await.1;
     assert_eq!(all["count"], 2);
 
     assert_eq!(

@@ -131,15 +131,7 @@ async fn embedded_files_and_topics() {
             .status(),
         404
     );
-    let topics: Value = client
-        .get(server.url("/console/api/topics"))
-        .bearer_auth(SECRET)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let topics: Value = get_json_bearer(&server.url("/console/api/topics"), SECRET).await.1;
     assert!(topics["topics"].is_array(), "{topics}");
     server.stop().await;
 }
@@ -154,15 +146,9 @@ async fn object_detail() {
     server.wait_for_stats("the socket accepted", |s| s.sockets == 1).await;
     let (status, _) = post_json(&server.url("/rpc/counter.increment"), &json!({"name": "seen"}), None).await;
     assert_eq!(status, 200);
-    let detail: Value = client
-        .get(server.url("/console/api/objects/counter/seen"))
-        .bearer_auth(SECRET)
-        .send()
+    let detail: Value = get_json_bearer(&server.url("/console/api/objects/counter/seen"), SECRET)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(detail["class"], "counter");
     assert_eq!(detail["sockets"].as_array().unwrap().len(), 1, "{detail}");
     assert_eq!(detail["sockets"][0]["id"].as_str().unwrap().len(), 16);

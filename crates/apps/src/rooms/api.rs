@@ -28,11 +28,8 @@ pub(super) fn routes(shared: Arc<Shared>) -> Router<Host> {
     let s = shared.clone();
     let broadcast = post(move |host, headers, body| broadcast(host, s.clone(), headers, body));
     let s = shared.clone();
-    let to_user = post(move |host, headers, path, body| to_user(host, s.clone(), headers, path, body));
-    let s = shared.clone();
-    let to_branch = post(move |host, headers, path, body| to_branch(host, s.clone(), headers, path, body));
-    let s = shared.clone();
-    let to_role = post(move |host, headers, path, query, body| to_role(host, s.clone(), headers, path, query, body));
+    let to_named =
+        post(move |host, headers, path, query, body| to_named_room(host, s.clone(), headers, path, query, body));
     let s = shared.clone();
     let list = axum::routing::get(move |host, headers, query| list(host, s.clone(), headers, query));
     let s = shared.clone();
@@ -43,9 +40,9 @@ pub(super) fn routes(shared: Arc<Shared>) -> Router<Host> {
         .delete(move |host, headers, path| delete_connection(host, s3.clone(), headers, path));
     Router::new()
         .route("/api/broadcast", broadcast)
-        .route("/api/users/{user_id}/send", to_user)
-        .route("/api/branches/{branch_id}/broadcast", to_branch)
-        .route("/api/roles/{role}/broadcast", to_role)
+        .route("/api/users/{user_id}/send", to_named.clone())
+        .route("/api/branches/{branch_id}/broadcast", to_named.clone())
+        .route("/api/roles/{role}/broadcast", to_named)
         .route("/api/connections", list)
         .route("/api/connections/{id}", disconnect)
         .route("/@connections/{id}", management)
@@ -122,45 +119,31 @@ async fn broadcast(
     publish(host.runtime(), rooms, Event { kind, data }).await
 }
 
-async fn to_user(
+/// `POST /api/users/{userId}/send`, `/api/branches/{branchId}/broadcast` and
+/// `/api/roles/{role}/broadcast?branchId=B`: an event to the one room their path names.
+async fn to_named_room(
     State(host): State<Host>,
     shared: Arc<Shared>,
     headers: HeaderMap,
-    Path(user_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    host.require_bearer(&headers)?;
-    let event = checked_body(&shared, body)?;
-    publish(host.runtime(), vec![format!("user:{user_id}")], event).await
-}
-
-async fn to_branch(
-    State(host): State<Host>,
-    shared: Arc<Shared>,
-    headers: HeaderMap,
-    Path(branch_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    host.require_bearer(&headers)?;
-    let event = checked_body(&shared, body)?;
-    publish(host.runtime(), vec![format!("branch:{branch_id}")], event).await
-}
-
-async fn to_role(
-    State(host): State<Host>,
-    shared: Arc<Shared>,
-    headers: HeaderMap,
-    Path(role): Path<String>,
+    Path(path): Path<BTreeMap<String, String>>,
     Query(query): Query<BTreeMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     host.require_bearer(&headers)?;
-    let branch = query
-        .get("branchId")
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| ApiError::bad_request("a role lives in a branch: add ?branchId=B"))?;
+    let room = match (path.get("user_id"), path.get("branch_id"), path.get("role")) {
+        (Some(user), _, _) => format!("user:{user}"),
+        (_, Some(branch), _) => format!("branch:{branch}"),
+        (_, _, Some(role)) => {
+            let branch = query
+                .get("branchId")
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| ApiError::bad_request("a role lives in a branch: add ?branchId=B"))?;
+            format!("role:{role}:{branch}")
+        }
+        _ => unreachable!("the routes name one of them"),
+    };
     let event = checked_body(&shared, body)?;
-    publish(host.runtime(), vec![format!("role:{role}:{branch}")], event).await
+    publish(host.runtime(), vec![room], event).await
 }
 
 fn describe(record: &Record, rooms: Vec<String>) -> Value {

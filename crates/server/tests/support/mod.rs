@@ -288,6 +288,18 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     (status, res.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// GETs `url` with `Authorization: Bearer <bearer>`; returns the status and the JSON reply.
+pub async fn get_json_bearer(url: &str, bearer: &str) -> (u16, serde_json::Value) {
+    let res = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// True if `s` is RFC 3339 UTC with milliseconds, like `2025-01-15T12:00:00.000Z`.
 pub fn is_iso_ms(s: &serde_json::Value) -> bool {
     let Some(s) = s.as_str() else { return false };
