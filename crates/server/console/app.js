@@ -170,14 +170,15 @@ function sparkline(samples) {
 
 /** What the overview shows, each from the previous and the current metrics, per second. */
 const GAUGES = [
-  ['connections', 'Connections open', (m) => sum(m, 'switchboard_connections_open') + sum(m, 'switchboard_adopted_connections_open')],
+  ['websocket', 'WebSocket connections', (m) => sum(m, 'switchboard_connections_open')],
+  ['socketio', 'Socket.IO sessions', (m) => sum(m, 'switchboard_adopted_connections_open{protocol="socket.io"}')],
   ['awake', 'Objects awake', (m) => sum(m, 'switchboard_objects_live')],
   ['hibernated', 'Objects hibernated', (m) => sum(m, 'switchboard_objects_hibernated')],
   ['topics', 'Topics', (m) => sum(m, 'switchboard_topics')],
   ['frames-in', 'Frames in / s', (m, p, s) => rate(m, p, s, 'switchboard_frames_in_total')],
   ['frames-out', 'Frames out / s', (m, p, s) => rate(m, p, s, 'switchboard_frames_out_total')],
   ['commits', 'Storage commits / s', (m, p, s) => rate(m, p, s, 'switchboard_storage_commits_total')],
-  ['commit-ms', 'Commit time (ms, mean)', (m, p) => {
+  ['commit-ms', 'Commit time, fsync included (ms, mean)', (m, p) => {
     const count = sum(m, 'switchboard_storage_commit_seconds_count') - sum(p, 'switchboard_storage_commit_seconds_count');
     const total = sum(m, 'switchboard_storage_commit_seconds_sum') - sum(p, 'switchboard_storage_commit_seconds_sum');
     return count > 0 ? Math.round((total / count) * 10000) / 10 : 0;
