@@ -25,9 +25,15 @@ async fn bench(scenario: &str, common: &[String], extra: &[&str]) -> Report {
         .chain(extra.iter().map(|s| s.to_string()))
         .collect();
     let parsed = Bench::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    switchboard_bench::measure(parsed.args)
-        .await
-        .unwrap_or_else(|e| panic!("{argv:?}: {e:#}"))
+    // A bound far above a scenario's few seconds: a scenario that stops making progress fails
+    // here, naming itself, instead of holding the suite.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(180),
+        switchboard_bench::measure(parsed.args),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{argv:?} made no progress for 180 s"))
+    .unwrap_or_else(|e| panic!("{argv:?}: {e:#}"))
 }
 
 fn int(v: &Value) -> u64 {
