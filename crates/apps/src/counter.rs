@@ -151,7 +151,7 @@ impl Object for Counter {
                     "type": "error", "id": request.id,
                     "message": format!("unknown type {:?}; expected ping or one of: {}", request.kind, Op::list()),
                 }),
-                Some(op) => match self.apply(ctx, op, &request.args, ctx.attachment(&socket)).await? {
+                Some(op) => match self.apply(ctx, op, &request.args, self.creator(ctx, &socket)).await? {
                     Ok(outcome) => {
                         let mut result = json!({"type": "result", "id": request.id});
                         let fields = match outcome {
@@ -175,6 +175,12 @@ impl Object for Counter {
 }
 
 impl Counter {
+    /// The address a socket's operation counts against if it creates the counter (only a
+    /// counter that does not exist yet reads it: the socket's attachment).
+    fn creator(&self, ctx: &Context, socket: &SocketRef) -> Option<std::net::IpAddr> {
+        self.stored.is_none().then(|| ctx.attachment(socket)).flatten()
+    }
+
     fn value(&self) -> i64 {
         self.stored.as_ref().map_or(0, |s| s.value)
     }

@@ -282,7 +282,7 @@ impl Host {
         mut info: ConnectInfo,
         options: SocketOptions,
     ) -> Response {
-        info.headers = headers_of(req.headers());
+        info.headers = request_headers(req.headers());
         if info.peer.is_none() {
             info.peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
         }
@@ -315,7 +315,9 @@ impl Host {
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
-fn headers_of(headers: &HeaderMap) -> std::collections::BTreeMap<String, String> {
+/// A request's headers by lower-case name (the last of a repeated one), without the WebSocket
+/// key: what a [`ConnectInfo`] and an app's backend events carry.
+pub fn request_headers(headers: &HeaderMap) -> std::collections::BTreeMap<String, String> {
     headers
         .iter()
         .filter(|(name, _)| *name != header::SEC_WEBSOCKET_KEY)

@@ -110,13 +110,7 @@ pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Re
 /// Checks `Authorization: Bearer <secret>` (the scheme in any case, RFC 9110 §11.1), in
 /// constant time.
 pub fn require_bearer(headers: &HeaderMap, secret: &str) -> Result<(), ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim_start().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match token {
+    match bearer_token(headers) {
         Some(token) if constant_time_eq(token.as_bytes(), secret.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "the Bearer token is not valid")),
         None => Err(ApiError::new(
@@ -124,6 +118,16 @@ pub fn require_bearer(headers: &HeaderMap, secret: &str) -> Result<(), ApiError>
             "missing Authorization: Bearer token",
         )),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
 }
 
 /// Equality of a client's `given` bytes with a `secret`, whose time depends only on the length

@@ -103,35 +103,44 @@ function every(ms, tick) {
   };
 }
 
-/** A socket that reopens after a second when it drops, until it is closed here. */
-function liveSocket(path, onMessage, onState) {
+/** A socket that reopens after a second when it drops, until it is closed here. `onText` gets
+ * each text frame and a way to answer; `onState` hears it open (true) and drop (false). */
+function reopeningSocket(path, onText, onState = () => {}) {
   let socket;
   let closed = false;
   let retry;
+  const send = (text) => socket.readyState === WebSocket.OPEN && socket.send(text);
   const open = () => {
     socket = new WebSocket(wsUrl(path));
-    socket.onopen = () => onState && onState(true);
-    socket.onmessage = (event) => {
-      try {
-        onMessage(JSON.parse(event.data));
-      } catch (_) {
-        onMessage({ text: event.data });
-      }
-    };
+    socket.onopen = () => onState(true);
+    socket.onmessage = (event) => onText(String(event.data), send);
     socket.onclose = () => {
-      onState && onState(false);
+      onState(false);
       if (!closed) retry = setTimeout(open, 1000);
     };
   };
   open();
   return {
-    send: (value) => socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(value)),
+    send,
     close: () => {
       closed = true;
       clearTimeout(retry);
       socket.close();
     },
   };
+}
+
+/** A reopening socket of JSON frames. */
+function liveSocket(path, onMessage, onState) {
+  return reopeningSocket(path, (text) => {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch (_) {
+      frame = { text };
+    }
+    onMessage(frame);
+  }, onState);
 }
 
 // ---- overview
@@ -502,7 +511,7 @@ function devicesPage(main) {
 // tag). It speaks Socket.IO (Engine.IO 4 over a WebSocket) like the kiosk's own page does.
 
 function socketIo(onEvent, onState) {
-  return liveSocketRaw('/socket.io/?EIO=4&transport=websocket', (raw, send) => {
+  const socket = reopeningSocket('/socket.io/?EIO=4&transport=websocket', (raw, send) => {
     if (raw.startsWith('0')) send('40');
     else if (raw === '2') send('3');
     else if (raw.startsWith('40')) onState(true);
@@ -511,30 +520,9 @@ function socketIo(onEvent, onState) {
       onEvent(name, payload && payload.data !== undefined ? payload.data : payload);
     }
   }, (open) => { if (!open) onState(false); });
-}
-
-/** Like liveSocket, for text that is not JSON; `onText` gets a way to answer. */
-function liveSocketRaw(path, onText, onState) {
-  let socket;
-  let closed = false;
-  let retry;
-  const send = (text) => socket.readyState === WebSocket.OPEN && socket.send(text);
-  const open = () => {
-    socket = new WebSocket(wsUrl(path));
-    socket.onmessage = (event) => onText(String(event.data), send);
-    socket.onclose = () => {
-      onState(false);
-      if (!closed) retry = setTimeout(open, 1000);
-    };
-  };
-  open();
   return {
-    emit: (name, data) => send(`42${JSON.stringify([name, { timestamp: new Date().toISOString(), data }])}`),
-    close: () => {
-      closed = true;
-      clearTimeout(retry);
-      socket.close();
-    },
+    emit: (name, data) => socket.send(`42${JSON.stringify([name, { timestamp: new Date().toISOString(), data }])}`),
+    close: socket.close,
   };
 }
 

@@ -10,8 +10,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
-use axum::{Json, Router};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_proto::time::iso_from_ms;
@@ -24,28 +24,19 @@ use crate::http::{ApiError, json_body};
 /// Rooms one publication may name.
 const MAX_ROOMS_PER_PUBLISH: usize = 1000;
 
-pub(super) fn routes(shared: Arc<Shared>) -> Router<Host> {
-    let s = shared.clone();
-    let broadcast = post(move |host, headers, body| broadcast(host, s.clone(), headers, body));
-    let s = shared.clone();
-    let to_named =
-        post(move |host, headers, path, query, body| to_named_room(host, s.clone(), headers, path, query, body));
-    let s = shared.clone();
-    let list = axum::routing::get(move |host, headers, query| list(host, s.clone(), headers, query));
-    let s = shared.clone();
-    let disconnect = delete(move |host, headers, path| disconnect(host, s.clone(), headers, path));
-    let (s1, s2, s3) = (shared.clone(), shared.clone(), shared);
-    let management = post(move |host, headers, path, body| post_to_connection(host, s1.clone(), headers, path, body))
-        .get(move |host, headers, path| get_connection(host, s2.clone(), headers, path))
-        .delete(move |host, headers, path| delete_connection(host, s3.clone(), headers, path));
+/// The routes; their handlers find the rooms' shared state as an extension.
+pub(super) fn routes() -> Router<Host> {
     Router::new()
-        .route("/api/broadcast", broadcast)
-        .route("/api/users/{user_id}/send", to_named.clone())
-        .route("/api/branches/{branch_id}/broadcast", to_named.clone())
-        .route("/api/roles/{role}/broadcast", to_named)
-        .route("/api/connections", list)
-        .route("/api/connections/{id}", disconnect)
-        .route("/@connections/{id}", management)
+        .route("/api/broadcast", post(broadcast))
+        .route("/api/users/{user_id}/send", post(to_named_room))
+        .route("/api/branches/{branch_id}/broadcast", post(to_named_room))
+        .route("/api/roles/{role}/broadcast", post(to_named_room))
+        .route("/api/connections", get(list))
+        .route("/api/connections/{id}", delete(disconnect))
+        .route(
+            "/@connections/{id}",
+            post(post_to_connection).get(get_connection).delete(delete_connection),
+        )
 }
 
 /// An event from the backend: `{"type","data"}` (other fields, such as the seed's
@@ -110,7 +101,7 @@ async fn publish(runtime: &Runtime, rooms: Vec<String>, event: Event) -> Result<
 
 async fn broadcast(
     State(host): State<Host>,
-    shared: Arc<Shared>,
+    Extension(shared): Extension<Arc<Shared>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -123,7 +114,7 @@ async fn broadcast(
 /// `/api/roles/{role}/broadcast?branchId=B`: an event to the one room their path names.
 async fn to_named_room(
     State(host): State<Host>,
-    shared: Arc<Shared>,
+    Extension(shared): Extension<Arc<Shared>>,
     headers: HeaderMap,
     Path(path): Path<BTreeMap<String, String>>,
     Query(query): Query<BTreeMap<String, String>>,
@@ -160,7 +151,7 @@ fn describe(record: &Record, rooms: Vec<String>) -> Value {
 /// `GET /api/connections?userId=&room=`: the live connections of this node.
 async fn list(
     State(host): State<Host>,
-    shared: Arc<Shared>,
+    Extension(shared): Extension<Arc<Shared>>,
     headers: HeaderMap,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
@@ -185,7 +176,7 @@ async fn list(
 /// `DELETE /api/connections/{id}`: closes the connection (1000).
 async fn disconnect(
     State(host): State<Host>,
-    shared: Arc<Shared>,
+    Extension(shared): Extension<Arc<Shared>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -219,7 +210,7 @@ fn live(shared: &Shared, host: &Host, id: &str) -> Result<(Arc<Record>, switchbo
 /// `POST /@connections/{id}`: the body, as it is, to the socket.
 async fn post_to_connection(
     State(host): State<Host>,
-    shared: Arc<Shared>,
+    Extension(shared): Extension<Arc<Shared>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -245,7 +236,7 @@ async fn post_to_connection(
 /// `GET /@connections/{id}`: when it connected, from where, and when it was last active.
 async fn get_connection(
     State(host): State<Host>,
-    shared: Arc<Shared>,
+    Extension(shared): Extension<Arc<Shared>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -261,7 +252,7 @@ async fn get_connection(
 /// `DELETE /@connections/{id}`: closes the connection (1000); 204.
 async fn delete_connection(
     State(host): State<Host>,
-    shared: Arc<Shared>,
+    Extension(shared): Extension<Arc<Shared>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {

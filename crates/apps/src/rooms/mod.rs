@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use switchboard_runtime::{ConnectInfo, Frame, HistoryLimits, Runtime, RuntimeBuilder, SocketId, Stamp, TopicOptions};
@@ -168,14 +168,10 @@ impl App for Rooms {
     }
 
     fn routes(&self, config: &RoomsConfig) -> Router<Host> {
-        let shared = self.shared(config);
-        let socket_shared = shared.clone();
         Router::new()
-            .route(
-                "/ws",
-                get(move |host, query, req| connect(host, socket_shared.clone(), query, req)),
-            )
-            .merge(api::routes(shared))
+            .route("/ws", get(connect))
+            .merge(api::routes())
+            .layer(Extension(self.shared(config)))
     }
 
     fn start(&self, config: &RoomsConfig, host: Host, _shutdown: CancellationToken) {
@@ -274,17 +270,11 @@ fn unauthorized(message: impl Into<String>) -> Response {
 /// then upgrades to a connection object of its own.
 async fn connect(
     State(host): State<Host>,
-    shared: Arc<Shared>,
+    Extension(shared): Extension<Arc<Shared>>,
     Query(query): Query<BTreeMap<String, String>>,
     req: Request,
 ) -> Response {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_string());
+    let bearer = crate::http::bearer_token(req.headers()).map(str::to_string);
     let Some(token) = query.get("token").cloned().or(bearer) else {
         return unauthorized("missing token: pass ?token=JWT or Authorization: Bearer JWT");
     };
@@ -299,12 +289,7 @@ async fn connect(
     let config = &shared.config;
     let now = host.runtime().now_ms();
     let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
-    let headers: BTreeMap<String, String> = req
-        .headers()
-        .iter()
-        .filter(|(name, _)| *name != header::SEC_WEBSOCKET_KEY)
-        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
-        .collect();
+    let headers = crate::host::request_headers(req.headers());
     let record = Arc::new(Record {
         id: new_connection_id(now),
         socket: OnceLock::new(),

@@ -31,12 +31,9 @@ pub enum Layout {
     Many,
 }
 
-/// Flags of `topics`.
+/// The shape of a topic load: subscribers spread over rooms, and messages at a rate.
 #[derive(clap::Args, Debug, Clone, serde::Serialize)]
-pub struct TopicsArgs {
-    #[command(flatten)]
-    #[serde(skip)]
-    pub common: CommonArgs,
+pub struct TopicLoad {
     #[arg(long, value_enum, default_value_t = Layout::One)]
     pub layout: Layout,
     /// Subscribers (sockets).
@@ -51,6 +48,27 @@ pub struct TopicsArgs {
     /// Sockets connecting at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+}
+
+impl TopicLoad {
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.subscribers > 0 && self.rate > 0.0 && self.duration > 0.0,
+            "--subscribers, --rate and --duration must be positive"
+        );
+        Ok(())
+    }
+}
+
+/// Flags of `topics`.
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+pub struct TopicsArgs {
+    #[command(flatten)]
+    #[serde(skip)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: TopicLoad,
 }
 
 /// Flags of `recovery`.
@@ -116,10 +134,7 @@ async fn next_said(ws: &mut SplitStream<Ws>) -> anyhow::Result<Value> {
 
 /// Runs `topics` against every server in `--url`.
 pub async fn topics(args: TopicsArgs) -> anyhow::Result<Report> {
-    anyhow::ensure!(
-        args.subscribers > 0 && args.rate > 0.0 && args.duration > 0.0,
-        "--subscribers, --rate and --duration must be positive"
-    );
+    args.load.check()?;
     let http = client::http();
     let targets = Target::switchboards(&args.common, &http, "serves no chat rooms").await?;
     let mut results = Vec::new();
@@ -132,23 +147,23 @@ pub async fn topics(args: TopicsArgs) -> anyhow::Result<Report> {
 async fn topics_one(args: &TopicsArgs, target: &Target, http: &reqwest::Client) -> anyhow::Result<Value> {
     let run = run_id("topics");
     let clock = Clock::new();
-    let sources = Sources::new(args.subscribers as u64);
+    let sources = Sources::new(args.load.subscribers as u64);
     let heap = "switchboard_heap_allocated_bytes";
     let heap_before = probe::metric(http, &target.base, heap).await;
     let rss_before = target.sample();
-    let bar = report::bar(args.subscribers as u64, "joining");
-    let room_of = |i: usize| match args.layout {
+    let bar = report::bar(args.load.subscribers as u64, "joining");
+    let room_of = |i: usize| match args.load.layout {
         Layout::One => run.clone(),
         Layout::Many => format!("{run}-{i}"),
     };
-    let sockets = client::for_each_bounded(args.subscribers, args.concurrency, &bar, |i| {
+    let sockets = client::for_each_bounded(args.load.subscribers, args.load.concurrency, &bar, |i| {
         let (target, room) = (target.clone(), room_of(i));
         let source = Some(sources.of(i as u64));
         async move { join(&target, &room, &format!("s{i}"), "", source).await }
     })
     .await;
     bar.finish_and_clear();
-    let mut sinks: Vec<Sink> = Vec::with_capacity(args.subscribers);
+    let mut sinks: Vec<Sink> = Vec::with_capacity(args.load.subscribers);
     let delivered = Arc::new(AtomicU64::new(0));
     let warm = Arc::new(AtomicU64::new(0));
     let latency = Arc::new(Recorder::default());
@@ -173,31 +188,32 @@ async fn topics_one(args: &TopicsArgs, target: &Target, http: &reqwest::Client) 
     // A room accepts its sockets one event at a time after their handshakes: a warm-up message
     // that every subscriber hears says they are all subscribed, so none of the measured ones
     // waits behind the joining.
-    let speakers = match args.layout {
+    let speakers = match args.load.layout {
         Layout::One => 1,
-        Layout::Many => args.subscribers,
+        Layout::Many => args.load.subscribers,
     };
     for sink in sinks.iter_mut().take(speakers) {
         sink.send(Message::text("warm-up")).await.context("warming up")?;
     }
-    let bar = report::bar(args.subscribers as u64, "warming up");
+    let bar = report::bar(args.load.subscribers as u64, "warming up");
     let warming = Instant::now();
-    while (warm.load(Ordering::Relaxed) as usize) < args.subscribers && warming.elapsed() < Duration::from_secs(60) {
+    while (warm.load(Ordering::Relaxed) as usize) < args.load.subscribers && warming.elapsed() < Duration::from_secs(60)
+    {
         bar.set_position(warm.load(Ordering::Relaxed));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bar.finish_and_clear();
     anyhow::ensure!(
-        warm.load(Ordering::Relaxed) as usize == args.subscribers,
+        warm.load(Ordering::Relaxed) as usize == args.load.subscribers,
         "only {} of {} subscribers heard the warm-up within 60 s",
         warm.load(Ordering::Relaxed),
-        args.subscribers
+        args.load.subscribers
     );
     let heap_after = probe::metric(http, &target.base, heap).await;
     let rss_after = target.sample();
-    let total = (args.rate * args.duration).round() as u64;
-    let per_message = match args.layout {
-        Layout::One => args.subscribers as u64,
+    let total = (args.load.rate * args.load.duration).round() as u64;
+    let per_message = match args.load.layout {
+        Layout::One => args.load.subscribers as u64,
         Layout::Many => 1,
     };
     let expected = total * per_message;
@@ -205,11 +221,11 @@ async fn topics_one(args: &TopicsArgs, target: &Target, http: &reqwest::Client) 
     let started = Instant::now();
     let bar = report::bar(total, "publishing");
     for k in 0..total {
-        let at = started + Duration::from_secs_f64(k as f64 / args.rate);
+        let at = started + Duration::from_secs_f64(k as f64 / args.load.rate);
         tokio::time::sleep_until(at.into()).await;
-        let speaker = match args.layout {
+        let speaker = match args.load.layout {
             Layout::One => 0,
-            Layout::Many => (k as usize) % args.subscribers,
+            Layout::Many => (k as usize) % args.load.subscribers,
         };
         let text = format!("{k}:{}", clock.ns(at));
         sinks[speaker].send(Message::text(text)).await.context("publishing")?;
@@ -228,13 +244,13 @@ async fn topics_one(args: &TopicsArgs, target: &Target, http: &reqwest::Client) 
     }
     let summary = Summary::of(&latency.take());
     let per_subscriber = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => Some(((b - a) / args.subscribers as f64).round()),
+        (Some(a), Some(b)) => Some(((b - a) / args.load.subscribers as f64).round()),
         _ => None,
     };
     Ok(merge(
         target.describe(),
         json!({
-            "layout": args.layout,
+            "layout": args.load.layout,
             "messages": total,
             "delivered": got,
             "expected": expected,

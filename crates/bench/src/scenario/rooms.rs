@@ -20,7 +20,7 @@ use crate::client::{self, Clock, Sources, Ws};
 use crate::latency::{Recorder, Summary, histogram};
 use crate::probe;
 use crate::report::{self, Report};
-use crate::scenario::chat::Layout;
+use crate::scenario::chat::{Layout, TopicLoad};
 use crate::scenario::{merge, per, run_id};
 use crate::target::{CommonArgs, Target, cpu_between, round3};
 
@@ -47,21 +47,9 @@ pub struct RoomsCommon {
 pub struct RoomsArgs {
     #[command(flatten)]
     pub rooms: RoomsCommon,
-    /// One room with every subscriber, or one room per subscriber.
-    #[arg(long, value_enum, default_value_t = Layout::One)]
-    pub layout: Layout,
-    /// Subscribers (sockets).
-    #[arg(long, default_value_t = 10_000)]
-    pub subscribers: usize,
-    /// Events published per second, in all (open loop).
-    #[arg(long, default_value_t = 5.0)]
-    pub rate: f64,
-    /// Seconds of publishing.
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
-    /// Sockets connecting at once.
-    #[arg(long, default_value_t = 256)]
-    pub concurrency: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub load: TopicLoad,
 }
 
 /// Flags of `rooms-publish`.
@@ -124,19 +112,19 @@ async fn subscriber(
     let mut ws = client::connect(&url, target.addr, source).await?;
     let subscribe = json!({"action": "subscribe", "data": {"room": room}});
     ws.send(Message::text(subscribe.to_string())).await?;
-    let (_, reply) = next_json(&mut ws).await?;
+    let reply = next_json(&mut ws).await?;
     anyhow::ensure!(reply["success"] == true, "subscribe refused: {reply}");
     Ok(ws)
 }
 
 /// The next JSON text frame.
-async fn next_json<S>(ws: &mut S) -> anyhow::Result<((), Value)>
+async fn next_json<S>(ws: &mut S) -> anyhow::Result<Value>
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
         match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(((), serde_json::from_str(&t)?)),
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
             Some(Ok(Message::Close(f))) => bail!("the server closed the socket: {f:?}"),
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(e.into()),
@@ -160,10 +148,7 @@ async fn publish(http: &reqwest::Client, target: &Target, secret: &str, body: &V
 
 /// Runs `rooms` against every server in `--url`.
 pub async fn fanout(args: RoomsArgs) -> anyhow::Result<Report> {
-    anyhow::ensure!(
-        args.subscribers > 0 && args.rate > 0.0 && args.duration > 0.0,
-        "--subscribers, --rate and --duration must be positive"
-    );
+    args.load.check()?;
     let http = client::http();
     let targets = Target::switchboards(&args.rooms.common, &http, "serves no rooms").await?;
     let mut results = Vec::new();
@@ -176,16 +161,16 @@ pub async fn fanout(args: RoomsArgs) -> anyhow::Result<Report> {
 async fn fanout_one(args: &RoomsArgs, target: &Target, http: &reqwest::Client) -> anyhow::Result<Value> {
     let run = run_id("rooms");
     let clock = Clock::new();
-    let sources = Sources::new(args.subscribers as u64);
+    let sources = Sources::new(args.load.subscribers as u64);
     let secret = &args.rooms.jwt_secret;
     let heap = "switchboard_heap_allocated_bytes";
     let heap_before = probe::metric(http, &target.base, heap).await;
-    let room_of = |i: usize| match args.layout {
+    let room_of = |i: usize| match args.load.layout {
         Layout::One => format!("order:{run}"),
         Layout::Many => format!("order:{run}-{i}"),
     };
-    let bar = report::bar(args.subscribers as u64, "subscribing");
-    let sockets = client::for_each_bounded(args.subscribers, args.concurrency, &bar, |i| {
+    let bar = report::bar(args.load.subscribers as u64, "subscribing");
+    let sockets = client::for_each_bounded(args.load.subscribers, args.load.concurrency, &bar, |i| {
         let (target, room, secret) = (target.clone(), room_of(i), secret.clone());
         let source = Some(sources.of(i as u64));
         async move { subscriber(&target, &secret, &format!("s{i}"), &room, source).await }
@@ -193,70 +178,65 @@ async fn fanout_one(args: &RoomsArgs, target: &Target, http: &reqwest::Client) -
     .await;
     bar.finish_and_clear();
     let heap_after = probe::metric(http, &target.base, heap).await;
+    let total = (args.load.rate * args.load.duration).round() as u64;
+    let per_event = match args.load.layout {
+        Layout::One => args.load.subscribers as u64,
+        Layout::Many => 1,
+    };
+    let expected = total * per_event;
     let delivered = Arc::new(AtomicU64::new(0));
+    // Told when the last expected delivery arrives.
+    let all_delivered = Arc::new(tokio::sync::Notify::new());
     let latency = Arc::new(Recorder::default());
-    let mut keep = Vec::with_capacity(args.subscribers);
+    let mut keep = Vec::with_capacity(args.load.subscribers);
     for (i, socket) in sockets.into_iter().enumerate() {
         let (sink, mut stream): (_, SplitStream<Ws>) = socket.with_context(|| format!("subscriber {i}"))?.split();
         keep.push(sink);
-        let (delivered, latency) = (delivered.clone(), latency.clone());
+        let (delivered, latency, all_delivered) = (delivered.clone(), latency.clone(), all_delivered.clone());
         tokio::spawn(async move {
-            while let Ok(((), event)) = next_json(&mut stream).await {
+            while let Ok(event) = next_json(&mut stream).await {
                 if let Some(sent_ns) = event["data"]["sentNs"].as_u64() {
                     latency.record(i, clock.now_ns().saturating_sub(sent_ns) / 1000);
-                    delivered.fetch_add(1, Ordering::Relaxed);
+                    if delivered.fetch_add(1, Ordering::Relaxed) + 1 == expected {
+                        all_delivered.notify_one();
+                    }
                 }
             }
         });
     }
-    let total = (args.rate * args.duration).round() as u64;
-    let per_event = match args.layout {
-        Layout::One => args.subscribers as u64,
-        Layout::Many => 1,
-    };
-    let expected = total * per_event;
-    // Publishes go out from several tasks so that one slow answer does not hold the schedule.
-    let (tx, rx) = async_channel(256);
-    let workers: Vec<_> = (0..16)
-        .map(|_| {
-            let (rx, http, target, api) = (
-                rx.clone(),
-                http.clone(),
-                target.clone(),
-                args.rooms.common.secret.clone(),
-            );
-            tokio::spawn(async move {
-                let mut failures = 0u64;
-                while let Ok(body) = rx.recv().await {
-                    if publish(&http, &target, &api, &body).await.is_err() {
-                        failures += 1;
-                    }
-                }
-                failures
-            })
-        })
-        .collect();
-    drop(rx);
+    // Publishes go out on tasks of their own (at most IN_FLIGHT at once), so that one slow
+    // answer does not hold the schedule.
+    const IN_FLIGHT: u32 = 16;
+    let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT as usize));
+    let failures = Arc::new(AtomicU64::new(0));
     let cpu_before = target.sample();
     let started = Instant::now();
     let bar = report::bar(total, "publishing");
     for k in 0..total {
-        let at = started + Duration::from_secs_f64(k as f64 / args.rate);
+        let at = started + Duration::from_secs_f64(k as f64 / args.load.rate);
         tokio::time::sleep_until(at.into()).await;
-        let room = room_of((k as usize) % args.subscribers);
+        let room = room_of((k as usize) % args.load.subscribers);
         let body = json!({"type": "order:status_changed", "data": {"k": k, "sentNs": clock.ns(at)}, "rooms": [room]});
-        tx.send(body).await.ok().context("publishers stopped")?;
+        let permit = permits.clone().acquire_owned().await.expect("never closed");
+        let (http, target, api, failures) = (
+            http.clone(),
+            target.clone(),
+            args.rooms.common.secret.clone(),
+            failures.clone(),
+        );
+        tokio::spawn(async move {
+            if publish(&http, &target, &api, &body).await.is_err() {
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(permit);
+        });
         bar.inc(1);
     }
-    drop(tx);
-    let mut failures = 0;
-    for worker in workers {
-        failures += worker.await.unwrap_or(1);
-    }
+    let _all_answered = permits.acquire_many(IN_FLIGHT).await.expect("never closed");
     bar.finish_and_clear();
-    let drain = Instant::now();
-    while delivered.load(Ordering::Relaxed) < expected && drain.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if delivered.load(Ordering::Relaxed) < expected {
+        // What is still on its way gets 10 s.
+        let _ = tokio::time::timeout(Duration::from_secs(10), all_delivered.notified()).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_between(cpu_before, target.sample());
@@ -265,15 +245,15 @@ async fn fanout_one(args: &RoomsArgs, target: &Target, http: &reqwest::Client) -
         let _ = sink.close().await;
     }
     let per_subscriber = match (heap_before, heap_after) {
-        (Some(a), Some(b)) => Some(((b - a) / args.subscribers as f64).round()),
+        (Some(a), Some(b)) => Some(((b - a) / args.load.subscribers as f64).round()),
         _ => None,
     };
     Ok(merge(
         target.describe(),
         json!({
-            "layout": args.layout,
+            "layout": args.load.layout,
             "events": total,
-            "publish_failures": failures,
+            "publish_failures": failures.load(Ordering::Relaxed),
             "delivered": got,
             "expected": expected,
             "deliveries_per_s": round3(got as f64 / elapsed),
@@ -284,21 +264,6 @@ async fn fanout_one(args: &RoomsArgs, target: &Target, http: &reqwest::Client) -
             "heap_per_connection_bytes": per_subscriber,
         }),
     ))
-}
-
-/// A bounded multi-consumer channel from tokio's pieces: a shared receiver behind a lock.
-fn async_channel(bound: usize) -> (tokio::sync::mpsc::Sender<Value>, SharedReceiver) {
-    let (tx, rx) = tokio::sync::mpsc::channel(bound);
-    (tx, SharedReceiver(Arc::new(tokio::sync::Mutex::new(rx))))
-}
-
-#[derive(Clone)]
-struct SharedReceiver(Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Value>>>);
-
-impl SharedReceiver {
-    async fn recv(&self) -> Result<Value, ()> {
-        self.0.lock().await.recv().await.ok_or(())
-    }
 }
 
 /// Runs `rooms-publish` against every server in `--url`.
@@ -367,7 +332,9 @@ async fn publish_one(args: &PublishArgs, target: &Target, http: &reqwest::Client
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_between(cpu_before, target.sample());
     bar.finish_and_clear();
-    drop(drains);
+    for drain in drains {
+        drain.abort();
+    }
     Ok(merge(
         target.describe(),
         json!({
@@ -412,7 +379,7 @@ async fn recovery_one(args: &RecoveryArgs, target: &Target, http: &reqwest::Clie
             &json!({"type": "mark", "data": {"round": round}, "rooms": [room]}),
         )
         .await?;
-        let (_, mark) = next_json(&mut ws).await?;
+        let mark = next_json(&mut ws).await?;
         client::goodbye(&mut ws).await;
         for i in 0..args.missed {
             publish(
@@ -429,13 +396,13 @@ async fn recovery_one(args: &RecoveryArgs, target: &Target, http: &reqwest::Clie
         let resubscribe =
             json!({"action": "subscribe", "data": {"room": room, "offset": mark["offset"], "epoch": mark["epoch"]}});
         back.send(Message::text(resubscribe.to_string())).await?;
-        let (_, reply) = next_json(&mut back).await?;
+        let reply = next_json(&mut back).await?;
         anyhow::ensure!(
             reply["recovered"] == true && reply["missed"] == args.missed,
             "recovery failed: {reply}"
         );
         for i in 0..args.missed {
-            let (_, event) = next_json(&mut back).await?;
+            let event = next_json(&mut back).await?;
             anyhow::ensure!(event["data"]["i"] == i, "out of order: {event}");
         }
         times.saturating_record(started.elapsed().as_micros() as u64);
