@@ -76,7 +76,11 @@ impl From<Refusal> for ApiError {
 
 impl From<switchboard_runtime::CallError> for ApiError {
     fn from(e: switchboard_runtime::CallError) -> Self {
-        ApiError::unavailable(e)
+        match e {
+            // Not "nothing was changed": the caller must check before trying again.
+            switchboard_runtime::CallError::TimedOut(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+            e => ApiError::unavailable(e),
+        }
     }
 }
 

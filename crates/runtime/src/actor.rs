@@ -48,6 +48,12 @@ pub(crate) async fn run<O: Object>(rt: Runtime, slot: Arc<Slot<O>>) {
             event.fail(CallError::ShuttingDown);
             continue;
         }
+        if slot.core.stale.swap(false, Ordering::AcqRel) && object.is_some() {
+            // Another node owned the object meanwhile: what this instance holds is old.
+            object = None;
+            ctx = new_context(&rt, &slot.core);
+            inner.stats.bump(&inner.stats.evictions);
+        }
         if ctx.health.is_poisoned() {
             // A commit carrying this instance's writes failed: its memory may hold state that
             // storage does not. Start again from storage.

@@ -40,6 +40,22 @@ impl Alarms {
         self.changed.notify_one();
     }
 
+    /// Moves a fired alarm to `at` if nobody set another meanwhile: for a node that looks
+    /// again later at an alarm another node owns.
+    pub(crate) fn set_unless_changed(&self, address: &Address, at: i64) {
+        let mut s = self.schedule.lock().expect("alarm schedule poisoned");
+        let Some(current) = s.by_address.get(address).copied() else {
+            return;
+        };
+        if s.due.contains(&(current, address.clone())) {
+            return;
+        }
+        s.by_address.insert(address.clone(), at);
+        s.due.insert((at, address.clone()));
+        drop(s);
+        self.changed.notify_one();
+    }
+
     pub(crate) fn get(&self, address: &Address) -> Option<i64> {
         self.schedule
             .lock()

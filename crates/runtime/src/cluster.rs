@@ -75,6 +75,10 @@ pub enum NodeMessage {
 /// A reply on its way back from another node.
 pub type Answer = Pin<Box<dyn Future<Output = Result<String, CallError>> + Send>>;
 
+/// Where an object lives: `None` on this node (which may have just taken it), or the node that
+/// owns it.
+pub type Location = Pin<Box<dyn Future<Output = Result<Option<String>, CallError>> + Send>>;
+
 /// How a node takes part in a cluster.
 pub trait Cluster: Send + Sync + 'static {
     /// This node's name.
@@ -83,8 +87,9 @@ pub trait Cluster: Send + Sync + 'static {
     fn socket_tag(&self) -> u32;
     /// Called once the runtime has started: what other nodes send here goes to `node`.
     fn join(&self, node: LocalNode);
-    /// The node that owns `address`, or `None` if this one does.
-    fn owner(&self, address: &Address) -> Option<String>;
+    /// The node that owns `address`, or `None` if this one does. A cluster with leases takes
+    /// the object here when nobody holds it, so a `None` means this node may run it now.
+    fn locate(&self, address: &Address) -> Location;
     /// The node a socket is connected to, or `None` if it is this one or unknown.
     fn node_of_socket(&self, socket: SocketId) -> Option<String>;
     /// Sends a message to a node and waits for its answer.
@@ -107,6 +112,23 @@ impl LocalNode {
     pub(crate) fn new(rt: &Runtime) -> Self {
         LocalNode {
             rt: std::sync::Arc::downgrade(&rt.inner),
+        }
+    }
+
+    /// Another node set (`Some`) or cleared an object's alarm: this node keeps it in its
+    /// schedule too, and fires it only if it owns the object when it comes due.
+    pub fn alarm_changed(&self, address: &Address, at: Option<i64>) {
+        if let Some(inner) = self.rt.upgrade() {
+            inner.alarms.set(address, at);
+        }
+    }
+
+    /// This node no longer owns `address` (its lease was lost or given up): the object's
+    /// memory is dropped, so it restarts from storage if it comes back, and its sockets here
+    /// are closed with 1012 so their clients reconnect to the new owner.
+    pub fn disowned(&self, address: &Address) {
+        if let Some(inner) = self.rt.upgrade() {
+            Runtime { inner }.disowned(address);
         }
     }
 

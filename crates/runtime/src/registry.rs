@@ -10,7 +10,7 @@ use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +80,9 @@ pub enum CallError {
     ShuttingDown,
     #[error("the call could not cross to another node: {0}")]
     Unreachable(String),
+    /// Another node did not answer in time: the call may or may not have run there.
+    #[error("no answer in time from another node, so the call may or may not have taken effect: {0}")]
+    TimedOut(String),
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, CallError>>;
@@ -123,6 +126,8 @@ pub(crate) struct SlotCore {
     pub(crate) last_ticket: AtomicU64,
     /// Failed deliveries of the current alarm, for backoff.
     pub(crate) alarm_failures: AtomicU32,
+    /// Set when another node took the object: the instance here must not be used again.
+    pub(crate) stale: AtomicBool,
 }
 
 pub(crate) struct Slot<O: Object> {
@@ -899,6 +904,7 @@ impl Runtime {
                         sockets: SocketSet::default(),
                         last_ticket: AtomicU64::new(0),
                         alarm_failures: AtomicU32::new(0),
+                        stale: AtomicBool::new(false),
                     }),
                     state: Mutex::new(SlotState {
                         mailbox: VecDeque::new(),
@@ -936,6 +942,25 @@ impl Runtime {
     }
 
     pub(crate) fn fire_alarm(&self, address: &Address) {
+        if self.inner.cluster.is_some() {
+            // Every node keeps every alarm; only the owner fires it. Others look again later,
+            // in case the owner died before firing it.
+            let (rt, address) = (self.clone(), address.clone());
+            tokio::spawn(async move {
+                match rt.owner(&address).await {
+                    Ok(None) => rt.fire_owned_alarm(&address),
+                    _ => {
+                        let later = rt.now_ms() + rt.inner.config.alarm_retry.first.as_millis() as i64;
+                        rt.inner.alarms.set_unless_changed(&address, later);
+                    }
+                }
+            });
+            return;
+        }
+        self.fire_owned_alarm(address);
+    }
+
+    fn fire_owned_alarm(&self, address: &Address) {
         match self.inner.classes.get(&*address.class) {
             Some(class) => class.fire_alarm(self, &address.name),
             None => tracing::warn!(%address, "alarm for an unregistered class dropped"),
@@ -1062,8 +1087,29 @@ impl Runtime {
     }
 
     /// Where `address` lives: `None` here, or the node that owns it.
-    fn owner(&self, address: &Address) -> Option<String> {
-        self.inner.cluster.as_ref().and_then(|c| c.owner(address))
+    async fn owner(&self, address: &Address) -> Result<Option<String>, CallError> {
+        match &self.inner.cluster {
+            Some(cluster) => cluster.locate(address).await,
+            None => Ok(None),
+        }
+    }
+
+    /// This node lost `address` to another: its memory goes (the next incarnation here starts
+    /// from storage) and its sockets here reconnect, to reach the new owner.
+    pub(crate) fn disowned(&self, address: &Address) {
+        let slot = self
+            .inner
+            .slots
+            .lock()
+            .expect("registry poisoned")
+            .get(address)
+            .cloned();
+        if let Some(slot) = slot {
+            slot.core().stale.store(true, Ordering::Release);
+            for conn in slot.core().sockets.conns(None) {
+                conn.close(1012, "the object moved to another node");
+            }
+        }
     }
 }
 
@@ -1096,22 +1142,35 @@ impl<O: Object> Stub<O> {
     /// Sends a request; the reply arrives once the writes it depends on are durable. An object
     /// owned by another node is called there.
     pub async fn call(&self, request: O::Request) -> Result<O::Reply, CallError> {
-        if self.rt.inner.cluster.is_some()
-            && let Some(node) = self.rt.owner(&self.address())
-        {
-            return self.call_remote(&node, request).await;
+        if let Some(node) = self.rt.owner(&self.address()).await? {
+            let json = serde_json::to_string(&request).map_err(|e| CallError::Unreachable(e.to_string()))?;
+            return match self.call_remote(&node, &json).await {
+                // Never delivered (the owner just left): where it lives now may be known.
+                Err(CallError::Unreachable(_)) => match self.rt.owner(&self.address()).await? {
+                    Some(now) => self.call_remote(&now, &json).await,
+                    None => {
+                        let request = serde_json::from_str(&json).map_err(|e| CallError::Unreachable(e.to_string()))?;
+                        self.call_local(request).await
+                    }
+                },
+                answer => answer,
+            };
         }
+        self.call_local(request).await
+    }
+
+    async fn call_local(&self, request: O::Request) -> Result<O::Reply, CallError> {
         let (tx, rx) = oneshot::channel();
         self.rt.send_event::<O>(&self.name, Event::Call(request, Some(tx)));
         rx.await.unwrap_or(Err(CallError::ShuttingDown))
     }
 
-    async fn call_remote(&self, node: &str, request: O::Request) -> Result<O::Reply, CallError> {
+    async fn call_remote(&self, node: &str, request: &str) -> Result<O::Reply, CallError> {
         let cluster = self.rt.inner.cluster.clone().expect("checked by the caller");
         let message = NodeMessage::Call {
             class: O::CLASS.into(),
             name: self.name.to_string(),
-            request: serde_json::to_string(&request).map_err(|e| CallError::Unreachable(e.to_string()))?,
+            request: request.to_string(),
         };
         let reply = cluster.request(node, message).await?;
         serde_json::from_str(&reply).map_err(|e| CallError::Unreachable(e.to_string()))
@@ -1119,24 +1178,27 @@ impl<O: Object> Stub<O> {
 
     /// Sends a request without waiting for the reply (a message).
     pub fn tell(&self, request: O::Request) {
-        if self.rt.inner.cluster.is_some()
-            && let Some(node) = self.rt.owner(&self.address())
-        {
-            let cluster = self.rt.inner.cluster.clone().expect("checked above");
-            match serde_json::to_string(&request) {
-                Ok(request) => cluster.send(
-                    &node,
-                    NodeMessage::Tell {
-                        class: O::CLASS.into(),
-                        name: self.name.to_string(),
-                        request,
-                    },
-                ),
-                Err(e) => tracing::error!(error = %e, "a message could not be encoded; dropped"),
+        let Some(cluster) = self.rt.inner.cluster.clone() else {
+            return self.rt.send_event::<O>(&self.name, Event::Call(request, None));
+        };
+        let stub = self.clone();
+        tokio::spawn(async move {
+            match stub.rt.owner(&stub.address()).await {
+                Ok(None) => stub.rt.send_event::<O>(&stub.name, Event::Call(request, None)),
+                Ok(Some(node)) => match serde_json::to_string(&request) {
+                    Ok(request) => cluster.send(
+                        &node,
+                        NodeMessage::Tell {
+                            class: O::CLASS.into(),
+                            name: stub.name.to_string(),
+                            request,
+                        },
+                    ),
+                    Err(e) => tracing::error!(error = %e, "a message could not be encoded; dropped"),
+                },
+                Err(e) => tracing::warn!(address = %stub.address(), error = %e, "a message found no owner; dropped"),
             }
-            return;
-        }
-        self.rt.send_event::<O>(&self.name, Event::Call(request, None));
+        });
     }
 
     /// Offers a new socket to the object. On acceptance, returns the handle through which the
@@ -1149,9 +1211,7 @@ impl<O: Object> Stub<O> {
             .get(O::CLASS)
             .ok_or_else(|| CallError::UnknownClass(O::CLASS.into()))?;
         let auto_response = class.auto_response().cloned();
-        if self.rt.inner.cluster.is_some()
-            && let Some(node) = self.rt.owner(&self.address())
-        {
+        if let Some(node) = self.rt.owner(&self.address()).await? {
             return self.connect_remote(node, conn, info, auto_response).await;
         }
         let (tx, rx) = oneshot::channel();
@@ -1266,7 +1326,10 @@ impl ObjectSocket {
                 };
                 // Waiting for the owner keeps the socket's frames in order, one at a time.
                 if let Err(e) = remote.forward(message).await {
-                    tracing::warn!(socket = %self.conn.id(), error = %e, "a frame could not reach its object's node");
+                    // The owner is gone or no longer has the socket: the client reconnects and
+                    // finds the object where it lives now.
+                    tracing::warn!(socket = %self.conn.id(), error = %e, "a frame could not reach its object's node; the socket is closed");
+                    self.conn.close(1012, "the object's node is unreachable");
                 }
             }
         }

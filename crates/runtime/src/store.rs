@@ -21,9 +21,7 @@ use crate::socket::{Frame, SocketConn, SocketId};
 use crate::stats::Stats;
 use crate::storage::{Backend, ObjectWrites, StorageError, WriteOp};
 
-/// Class name under which the runtime keeps its own records (the health probe); object classes
-/// may not use it.
-pub(crate) const RESERVED_CLASS: &str = "_switchboard";
+pub(crate) use crate::storage::RUNTIME_CLASS as RESERVED_CLASS;
 
 /// How often an unhealthy writer checks whether storage works again.
 const HEALTH_PROBE: std::time::Duration = std::time::Duration::from_secs(1);

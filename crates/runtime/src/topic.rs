@@ -157,6 +157,13 @@ pub struct Prepared {
     pub(crate) except: Option<SocketId>,
 }
 
+impl Prepared {
+    /// The topics this publication goes to.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.frames.iter().map(|t| &*t.topic)
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct PreparedTopic {
     pub(crate) topic: Arc<str>,

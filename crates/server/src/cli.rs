@@ -57,6 +57,14 @@ pub struct ConfigArgs {
     /// PEM private key of --tls-cert [env: SWITCHBOARD_TLS_KEY].
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<String>,
+    /// Join a cluster through these NATS server(s) [env: SWITCHBOARD_NATS_URL]; unset: a single
+    /// node.
+    #[arg(long = "nats", value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// This node's name in its cluster [env: SWITCHBOARD_NODE_ID] (default: generated once
+    /// and kept in the data folder).
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
     /// Any configuration key, as key=value (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -80,6 +88,8 @@ impl ConfigArgs {
             ("log_format", &self.log_format),
             ("tls_cert", &self.tls_cert),
             ("tls_key", &self.tls_key),
+            ("nats_url", &self.nats_url),
+            ("node_id", &self.node_id),
         ];
         flags.extend(
             named

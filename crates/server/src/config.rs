@@ -99,6 +99,17 @@ pub struct Config {
     pub effect_timeout: Duration,
     /// Browser origins allowed by CORS (`*`: any). Default: none (no cross-origin access).
     pub cors_origins: Vec<String>,
+    /// NATS server(s) of a cluster to join (`nats://host:4222`, comma-separated). Default: not
+    /// set — a single node, with no cluster code running.
+    pub nats_url: Option<String>,
+    /// This node's name in its cluster. Default: generated once and kept in the data folder.
+    pub node_id: Option<String>,
+    /// How long an object's lease lasts unrenewed in a cluster. Default: 6 s.
+    pub lease_ttl: Duration,
+    /// Copies JetStream keeps of the cluster's data (1, 3 or 5). Default: 1.
+    pub cluster_replicas: usize,
+    /// Prefix of the cluster's JetStream buckets and NATS subjects. Default: `switchboard`.
+    pub cluster_prefix: String,
     /// The apps' settings: every key of every app's configuration section, with its effective
     /// value (its default unless configured). Each app documents its own keys.
     pub app_values: Map<String, Value>,
@@ -449,6 +460,66 @@ const KEYS: &[Key] = &[
         },
         show: |c| Some(c.effect_timeout.as_millis().to_string()),
     },
+    Key {
+        name: "nats_url",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            c.nats_url = r.string(k)?.filter(|v| !v.trim().is_empty());
+            Ok(())
+        },
+        show: |c| c.nats_url.as_ref().and_then(quoted),
+    },
+    Key {
+        name: "node_id",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            c.node_id = r.string(k)?;
+            if let Some(id) = &c.node_id
+                && (id.is_empty()
+                    || id.len() > 64
+                    || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            {
+                return Err(r.bad(k, "use 1–64 letters, digits, `-` or `_`".into()));
+            }
+            Ok(())
+        },
+        show: |c| c.node_id.as_ref().and_then(quoted),
+    },
+    Key {
+        name: "lease_ttl_ms",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.lease_ttl = Duration::from_millis(r.int(k, 6_000, 1_000, 3_600_000)? as u64);
+            Ok(())
+        },
+        show: |c| Some(c.lease_ttl.as_millis().to_string()),
+    },
+    Key {
+        name: "cluster_replicas",
+        kind: Kind::Int,
+        read: |r, k, c| {
+            c.cluster_replicas = r.int(k, 1, 1, 5)? as usize;
+            Ok(())
+        },
+        show: |c| Some(c.cluster_replicas.to_string()),
+    },
+    Key {
+        name: "cluster_prefix",
+        kind: Kind::Str,
+        read: |r, k, c| {
+            c.cluster_prefix = r.string(k)?.unwrap_or_else(|| "switchboard".into());
+            if c.cluster_prefix.is_empty()
+                || !c
+                    .cluster_prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(r.bad(k, "use letters, digits, `-` or `_`".into()));
+            }
+            Ok(())
+        },
+        show: |c| quoted(&c.cluster_prefix),
+    },
 ];
 
 /// The raw inputs of a configuration, before merging.
@@ -560,6 +631,11 @@ impl Config {
             hibernate_after: Duration::ZERO,
             effect_timeout: Duration::ZERO,
             cors_origins: Vec::new(),
+            nats_url: None,
+            node_id: None,
+            lease_ttl: Duration::ZERO,
+            cluster_replicas: 1,
+            cluster_prefix: String::new(),
             app_values,
         };
         for key in KEYS {

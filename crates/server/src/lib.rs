@@ -22,7 +22,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use switchboard_apps::{AttachedApp, Host};
+use switchboard_cluster::{ClusterConfig, NatsCluster};
 use switchboard_runtime::cluster::Cluster;
+use switchboard_runtime::storage::Backend;
 use switchboard_runtime::storage::sqlite::SqliteBackend;
 use switchboard_runtime::{Runtime, RuntimeConfig};
 use tokio::net::TcpListener;
@@ -102,8 +104,18 @@ pub async fn start_with(
     let db = config.data_dir.join(DATABASE_FILE);
     make_private(&config.data_dir, &db)
         .with_context(|| format!("cannot make the data folder {} private", config.data_dir.display()))?;
-    let backend = SqliteBackend::open(&db, config.durability)
-        .with_context(|| format!("cannot open storage at {}", db.display()))?;
+    let (backend, nats): (Arc<dyn Backend>, _) = match (&config.nats_url, &cluster) {
+        (Some(url), None) => {
+            let (nats, backend) = join_cluster(&config, url, &db).await?;
+            (backend, Some(nats))
+        }
+        _ => {
+            let backend = SqliteBackend::open(&db, config.durability)
+                .with_context(|| format!("cannot open storage at {}", db.display()))?;
+            (Arc::new(backend), None)
+        }
+    };
+    let cluster = cluster.or_else(|| nats.clone().map(|n| n as Arc<dyn Cluster>));
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(gateway::tls::Tls::load(cert, key)?)),
         (None, None) => None,
@@ -120,7 +132,7 @@ pub async fn start_with(
                 .then_some(config.max_new_objects_per_ip_per_minute),
             ..RuntimeConfig::default()
         },
-        Arc::new(backend),
+        backend,
     )
     .effects(Arc::new(effects::HttpEffects::new(config.effect_timeout)));
     if let Some(cluster) = cluster {
@@ -162,6 +174,9 @@ pub async fn start_with(
     let serving = tokio::spawn(async move {
         gateway::serve(listener, router, gateway, tls).await;
         rt.shutdown().await;
+        if let Some(nats) = nats {
+            nats.leave().await;
+        }
         tracing::info!("switchboard stopped");
     });
     Ok(Server {
@@ -170,6 +185,29 @@ pub async fn start_with(
         auth_secret,
         serving,
     })
+}
+
+/// Joins the cluster at `url`: objects' data in JetStream, this node's own records in `db`.
+async fn join_cluster(config: &Config, url: &str, db: &Path) -> anyhow::Result<(Arc<NatsCluster>, Arc<dyn Backend>)> {
+    let node_id = match &config.node_id {
+        Some(id) => id.clone(),
+        None => secret::load_or_create_node_id(&config.data_dir)
+            .with_context(|| format!("cannot read or create the node id in {}", config.data_dir.display()))?,
+    };
+    let (nats, backend) = NatsCluster::connect(ClusterConfig {
+        url: url.to_string(),
+        node_id: node_id.clone(),
+        lease_ttl: config.lease_ttl,
+        replicas: config.cluster_replicas,
+        // An owner that cannot answer within a lease's life is treated as gone.
+        request_timeout: config.lease_ttl,
+        prefix: config.cluster_prefix.clone(),
+        local_db: db.to_owned(),
+        durability: config.durability,
+    })
+    .await?;
+    tracing::info!(node = %node_id, nats = %url, "joined the cluster");
+    Ok((nats, backend))
 }
 
 /// Makes the data folder 0700 and the database files 0600: they hold every object's state and

@@ -57,6 +57,26 @@ pub fn load_or_create(
     Ok((Secret::new(value), SecretSource::File { path, generated: true }))
 }
 
+/// File name of the node's generated cluster name inside the data folder.
+pub const NODE_ID_FILE: &str = "node_id";
+
+/// The node id kept in `<data_dir>/node_id`, else a new one (`node-` and 12 hex digits)
+/// written there, so a restarted node finds its own records again.
+pub fn load_or_create_node_id(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let id = format!("node-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    std::fs::write(&path, &id)?;
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{Answer, Cluster, LocalNode, NodeMessage};
+use super::{Answer, Cluster, LocalNode, Location, NodeMessage};
 use crate::address::Address;
 use crate::registry::CallError;
 use crate::socket::SocketId;
@@ -81,9 +81,11 @@ impl Cluster for TwinNode {
         let _ = self.net.nodes[self.index].set(node);
     }
 
-    fn owner(&self, address: &Address) -> Option<String> {
+    fn locate(&self, address: &Address) -> Location {
         let owner = self.net.owner_index(address);
-        (owner != self.index).then(|| format!("node-{owner}"))
+        Box::pin(std::future::ready(Ok(
+            (owner != self.index).then(|| format!("node-{owner}"))
+        )))
     }
 
     fn node_of_socket(&self, socket: SocketId) -> Option<String> {

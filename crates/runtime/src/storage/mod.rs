@@ -18,6 +18,10 @@
 //! - **Isolation of classes.** Class names starting with `_` are the runtime's own (topic
 //!   history, the outbox, the health probe); object classes cannot use them.
 
+/// Class name under which the runtime keeps its own records (topic histories, the outbox, the
+/// health probe); object classes may not use it. A backend may keep them apart from objects'.
+pub const RUNTIME_CLASS: &str = "_switchboard";
+
 pub mod memory;
 pub mod sqlite;
 pub mod view;

