@@ -106,8 +106,9 @@ pub struct NatsCluster {
     local: OnceLock<LocalNode>,
     /// Leases this node holds, with their revisions.
     held: Mutex<HashMap<Address, u64>>,
-    /// Holders of other objects, as the lease bucket last said.
-    holders: Mutex<HashMap<Address, String>>,
+    /// Holders of other objects, as the lease bucket last said, and when. An entry older than
+    /// a lease's life is not trusted: the holder may have died without a word.
+    holders: Mutex<HashMap<Address, (String, Instant)>>,
     /// Socket tag → node id, for every node.
     tags: Mutex<HashMap<u32, String>>,
     /// One subscription task per topic this node has subscribers of.
@@ -270,10 +271,11 @@ impl NatsCluster {
                         Some(e) if e.operation == Operation::Put => {
                             let holder = String::from_utf8_lossy(&e.value).into_owned();
                             if holder != *me {
+                                let seen = (holder.clone(), Instant::now());
                                 self.holders
                                     .lock()
                                     .expect("holders poisoned")
-                                    .insert(address.clone(), holder.clone());
+                                    .insert(address.clone(), seen);
                                 return Ok(Some(holder));
                             }
                             // Ours from before a restart under the same id: renew it, then fence.
@@ -394,7 +396,7 @@ impl NatsCluster {
                     if holder == self.config.node_id {
                         holders.remove(&address);
                     } else {
-                        holders.insert(address.clone(), holder);
+                        holders.insert(address.clone(), (holder, Instant::now()));
                         drop(holders);
                         self.lost(&address);
                     }
@@ -535,7 +537,10 @@ impl NatsCluster {
                         && let Some(this) = this.upgrade()
                     {
                         // Gone or stuck: ask the lease bucket next time instead of this node.
-                        this.holders.lock().expect("holders poisoned").retain(|_, h| *h != node);
+                        this.holders
+                            .lock()
+                            .expect("holders poisoned")
+                            .retain(|_, (h, _)| *h != node);
                     }
                     Err(match e.kind() {
                         RequestErrorKind::TimedOut => CallError::TimedOut(format!("node {node}")),
@@ -619,7 +624,9 @@ impl Cluster for NatsCluster {
         if self.held.lock().expect("leases poisoned").contains_key(address) {
             return Box::pin(std::future::ready(Ok(None)));
         }
-        if let Some(holder) = self.holders.lock().expect("holders poisoned").get(address) {
+        if let Some((holder, seen)) = self.holders.lock().expect("holders poisoned").get(address)
+            && seen.elapsed() < self.config.lease_ttl
+        {
             return Box::pin(std::future::ready(Ok(Some(holder.clone()))));
         }
         let (this, address) = (self.this.upgrade(), address.clone());

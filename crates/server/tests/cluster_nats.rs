@@ -5,7 +5,7 @@
 //! taken over and it cannot write when it resumes, and a node stopped with SIGTERM hands its
 //! objects over at once.
 //!
-//! The NATS server is the one `scripts/test` starts (`SWITCHBOARD_TEST_NATS_URL`), or one
+//! The NATS server is the one `scripts/test` starts (`SB_TEST_NATS_URL`), or one
 //! started here from `nats-server` on the PATH. Each test uses buckets and subjects of its own.
 
 mod support;
@@ -32,7 +32,7 @@ struct Nats {
 
 impl Nats {
     fn start() -> Nats {
-        if let Ok(url) = std::env::var("SWITCHBOARD_TEST_NATS_URL") {
+        if let Ok(url) = std::env::var("SB_TEST_NATS_URL") {
             return Nats {
                 url,
                 child: None,
@@ -331,4 +331,60 @@ async fn a_paused_owner_is_taken_over_and_fenced() {
     assert_eq!(on_a["value"].as_u64(), Some(on_b));
     let (status, reply) = counter(a, "increment", "p").await;
     assert_eq!((status, reply["value"].as_u64()), (200, Some(on_b + 1)), "{reply}");
+}
+
+/// Storage fencing on its own: node X writes an object, its lease lapses, node Y takes the
+/// object (and sees X's write); X's next commit fails and changes nothing, Y's succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_lease_cannot_commit() {
+    use switchboard_cluster::{ClusterConfig, NatsCluster};
+    use switchboard_runtime::cluster::Cluster;
+    use switchboard_runtime::storage::{Backend, Durability, ObjectWrites, WriteOp};
+
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let join = |id: &str| {
+        NatsCluster::connect(ClusterConfig {
+            url: nats.url.clone(),
+            node_id: id.into(),
+            lease_ttl: Duration::from_secs(1),
+            replicas: 1,
+            request_timeout: Duration::from_secs(1),
+            prefix: format!("t{}_fence", std::process::id()),
+            local_db: dir.path().join(format!("{id}.db")),
+            durability: Durability::Normal,
+        })
+    };
+    let (x, x_store) = join("x").await.unwrap();
+    let (y, y_store) = join("y").await.unwrap();
+    let address = switchboard_runtime::Address::new("counter", "fenced");
+    let put = |value: &str| {
+        vec![ObjectWrites {
+            address: address.clone(),
+            ops: vec![WriteOp::Put("v".into(), value.as_bytes().to_vec())],
+        }]
+    };
+    assert_eq!(x.locate(&address).await.unwrap(), None, "X takes the free object");
+    x_store.commit(put("from x")).await.unwrap();
+    assert_eq!(
+        y.locate(&address).await.unwrap().as_deref(),
+        Some("x"),
+        "Y sees X's lease"
+    );
+    // X renews nothing (it never joined a runtime): its lease lapses after a second.
+    let started = Instant::now();
+    while y.locate(&address).await.unwrap().is_some() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the lease never lapsed");
+    }
+    assert_eq!(
+        y_store.get(&address, "v").await.unwrap().as_deref(),
+        Some(&b"from x"[..])
+    );
+    let refused = x_store.commit(put("stale x")).await.unwrap_err();
+    assert!(refused.to_string().contains("no longer owns"), "{refused}");
+    y_store.commit(put("from y")).await.unwrap();
+    assert_eq!(
+        y_store.get(&address, "v").await.unwrap().as_deref(),
+        Some(&b"from y"[..])
+    );
 }
