@@ -70,7 +70,7 @@ impl Target {
         Ok(targets)
     }
 
-    async fn resolve(
+    pub async fn resolve(
         url: &str,
         pid: Option<u32>,
         allow_remote: bool,

@@ -157,15 +157,22 @@ impl NatsCluster {
         if !valid_node_id(&config.node_id) {
             return Err(JoinError::NodeId(config.node_id));
         }
+        let connect_err = |message: String| JoinError::Connect {
+            url: config.url.clone(),
+            message,
+        };
+        let servers = config
+            .url
+            .split(',')
+            .map(|s| s.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| connect_err(e.to_string()))?;
         let client = async_nats::ConnectOptions::new()
             .name(format!("switchboard {}", config.node_id))
             .request_timeout(Some(config.request_timeout))
-            .connect(config.url.as_str())
+            .connect(servers)
             .await
-            .map_err(|e| JoinError::Connect {
-                url: config.url.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| connect_err(e.to_string()))?;
         let js = async_nats::jetstream::new(client.clone());
         let p = &config.prefix;
         let nodes = bucket(&js, format!("{p}_nodes"), config.lease_ttl, config.replicas).await?;
@@ -636,6 +643,17 @@ impl Cluster for NatsCluster {
                 None => Err(CallError::ShuttingDown),
             }
         })
+    }
+
+    fn holder(&self, address: &Address) -> Option<String> {
+        if self.held.lock().expect("leases poisoned").contains_key(address) {
+            return Some(self.config.node_id.clone());
+        }
+        let holders = self.holders.lock().expect("holders poisoned");
+        holders
+            .get(address)
+            .filter(|(_, seen)| seen.elapsed() < self.config.lease_ttl)
+            .map(|(h, _)| h.clone())
     }
 
     fn node_of_socket(&self, socket: SocketId) -> Option<String> {

@@ -90,6 +90,9 @@ pub trait Cluster: Send + Sync + 'static {
     /// The node that owns `address`, or `None` if this one does. A cluster with leases takes
     /// the object here when nobody holds it, so a `None` means this node may run it now.
     fn locate(&self, address: &Address) -> Location;
+    /// The node holding `address` as far as this node knows, without taking it: `None` if no
+    /// node is known to hold it.
+    fn holder(&self, address: &Address) -> Option<String>;
     /// The node a socket is connected to, or `None` if it is this one or unknown.
     fn node_of_socket(&self, socket: SocketId) -> Option<String>;
     /// Sends a message to a node and waits for its answer.

@@ -550,6 +550,15 @@ impl Runtime {
         self.inner.clock.now_ms()
     }
 
+    /// The node that runs `address`: `"local"` on a single node; in a cluster, the node
+    /// holding it as far as this one knows (`None`: no node holds it now). Takes nothing.
+    pub fn owner_of(&self, address: &Address) -> Option<String> {
+        match &self.inner.cluster {
+            Some(cluster) => cluster.holder(address),
+            None => Some("local".into()),
+        }
+    }
+
     /// The id of this node in its cluster (`None` on a single node).
     pub fn node_id(&self) -> Option<String> {
         self.inner.cluster.as_ref().map(|c| c.node_id().to_string())

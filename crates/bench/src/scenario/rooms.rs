@@ -50,6 +50,14 @@ pub struct RoomsArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub load: TopicLoad,
+    /// Publish through this node of the same cluster instead of `--url`, so every event crosses
+    /// from one node to the other (cluster fan-out).
+    #[arg(long, value_name = "URL")]
+    pub publish_url: Option<String>,
+    /// Other processes of the cluster (the publishing node, nats-server): their CPU counts as
+    /// the server's too (repeatable).
+    #[arg(long, value_name = "PID")]
+    pub cluster_pid: Vec<u32>,
 }
 
 /// Flags of `rooms-publish`.
@@ -209,7 +217,21 @@ async fn fanout_one(args: &RoomsArgs, target: &Target, http: &reqwest::Client) -
     const IN_FLIGHT: u32 = 16;
     let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT as usize));
     let failures = Arc::new(AtomicU64::new(0));
-    let cpu_before = target.sample();
+    let publisher = match &args.publish_url {
+        Some(url) => Target::resolve(url, None, args.rooms.common.allow_remote, http)
+            .await
+            .with_context(|| format!("publishing node {url}"))?,
+        None => target.clone(),
+    };
+    let cluster_cpu = || -> Option<f64> {
+        let others: Option<Vec<f64>> = args
+            .cluster_pid
+            .iter()
+            .map(|pid| probe::Sample::of(Some(*pid)).ok().map(|s| s.cpu_s))
+            .collect();
+        Some(target.sample()?.cpu_s + others?.iter().sum::<f64>())
+    };
+    let cpu_before = cluster_cpu();
     let started = Instant::now();
     let bar = report::bar(total, "publishing");
     for k in 0..total {
@@ -220,7 +242,7 @@ async fn fanout_one(args: &RoomsArgs, target: &Target, http: &reqwest::Client) -
         let permit = permits.clone().acquire_owned().await.expect("never closed");
         let (http, target, api, failures) = (
             http.clone(),
-            target.clone(),
+            publisher.clone(),
             args.rooms.common.secret.clone(),
             failures.clone(),
         );
@@ -239,7 +261,9 @@ async fn fanout_one(args: &RoomsArgs, target: &Target, http: &reqwest::Client) -
         let _ = tokio::time::timeout(Duration::from_secs(10), all_delivered.notified()).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_between(cpu_before, target.sample());
+    let cpu = cpu_before
+        .zip(cluster_cpu())
+        .map(|(before, after)| round3(after - before));
     let got = delivered.load(Ordering::Relaxed);
     for mut sink in keep {
         let _ = sink.close().await;

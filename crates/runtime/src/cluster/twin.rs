@@ -88,6 +88,10 @@ impl Cluster for TwinNode {
         )))
     }
 
+    fn holder(&self, address: &Address) -> Option<String> {
+        Some(format!("node-{}", self.net.owner_index(address)))
+    }
+
     fn node_of_socket(&self, socket: SocketId) -> Option<String> {
         let index = socket.node_tag().checked_sub(1)? as usize;
         (index != self.index && index < self.net.nodes.len()).then(|| format!("node-{index}"))

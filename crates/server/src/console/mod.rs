@@ -231,7 +231,7 @@ async fn object(
     let mut body = serde_json::to_value(detail).expect("plain data");
     body["class"] = class.into();
     body["name"] = name.into();
-    body["owner"] = gw.runtime.node_id().unwrap_or_else(|| "local".into()).into();
+    body["owner"] = gw.runtime.owner_of(&address).into();
     Ok(Json(body))
 }
 

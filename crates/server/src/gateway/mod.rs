@@ -195,7 +195,7 @@ async fn object_status(
     Ok(axum::Json(serde_json::json!({
         "class": class,
         "name": name,
-        "owner": gw.runtime.node_id().unwrap_or_else(|| "local".into()),
+        "owner": gw.runtime.owner_of(&address),
         "awake": status.awake,
         "sockets": status.sockets,
     })))
