@@ -158,34 +158,46 @@ impl Sqlite {
     }
 
     fn commit(&self, batch: &[ObjectWrites]) -> Result<(), StorageError> {
-        let mut conn = self.writer.lock().expect("writer poisoned");
-        let tx = conn.transaction().map_err(backend_err)?;
+        let conn = self.writer.lock().expect("writer poisoned");
+        // Cached statements, not `Connection::transaction`: that parses `BEGIN` and `COMMIT`
+        // anew on every commit (2 % of a display update's server CPU at 200 updates/s).
+        conn.prepare_cached("BEGIN")
+            .and_then(|mut s| s.execute([]))
+            .map_err(backend_err)?;
+        let result = Self::apply(&conn, batch)
+            .and_then(|()| conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).map(drop));
+        if result.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        result.map_err(backend_err)
+    }
+
+    fn apply(conn: &Connection, batch: &[ObjectWrites]) -> rusqlite::Result<()> {
         for writes in batch {
             let (class, name) = (&*writes.address.class, &*writes.address.name);
             for op in &writes.ops {
                 match op {
-                    WriteOp::Put(k, v) => tx
+                    WriteOp::Put(k, v) => conn
                         .prepare_cached("INSERT OR REPLACE INTO kv (class, name, key, value) VALUES (?1, ?2, ?3, ?4)")
                         .and_then(|mut s| s.execute(params![class, name, k, v])),
-                    WriteOp::Delete(k) => tx
+                    WriteOp::Delete(k) => conn
                         .prepare_cached("DELETE FROM kv WHERE class = ?1 AND name = ?2 AND key = ?3")
                         .and_then(|mut s| s.execute(params![class, name, k])),
-                    WriteOp::DeleteAll => tx
+                    WriteOp::DeleteAll => conn
                         .prepare_cached("DELETE FROM kv WHERE class = ?1 AND name = ?2")
                         .and_then(|mut s| s.execute(params![class, name]))
-                        .and_then(|_| tx.prepare_cached("DELETE FROM alarms WHERE class = ?1 AND name = ?2"))
+                        .and_then(|_| conn.prepare_cached("DELETE FROM alarms WHERE class = ?1 AND name = ?2"))
                         .and_then(|mut s| s.execute(params![class, name])),
-                    WriteOp::SetAlarm(Some(at)) => tx
+                    WriteOp::SetAlarm(Some(at)) => conn
                         .prepare_cached("INSERT OR REPLACE INTO alarms (class, name, at) VALUES (?1, ?2, ?3)")
                         .and_then(|mut s| s.execute(params![class, name, at])),
-                    WriteOp::SetAlarm(None) => tx
+                    WriteOp::SetAlarm(None) => conn
                         .prepare_cached("DELETE FROM alarms WHERE class = ?1 AND name = ?2")
                         .and_then(|mut s| s.execute(params![class, name])),
-                }
-                .map_err(backend_err)?;
+                }?;
             }
         }
-        tx.commit().map_err(backend_err)
+        Ok(())
     }
 
     fn alarms(&self) -> Result<Vec<(Address, i64)>, StorageError> {
