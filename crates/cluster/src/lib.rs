@@ -111,6 +111,8 @@ pub struct NatsCluster {
     holders: Mutex<HashMap<Address, (String, Instant)>>,
     /// Socket tag → node id, for every node.
     tags: Mutex<HashMap<u32, String>>,
+    /// Nodes that had no subscriber on NATS when last asked, and when.
+    gone: Mutex<HashMap<String, Instant>>,
     /// One subscription task per topic this node has subscribers of.
     topics: Mutex<HashMap<String, JoinHandle<()>>>,
     recent: Mutex<(HashSet<String>, VecDeque<String>)>,
@@ -207,6 +209,7 @@ impl NatsCluster {
             held: Mutex::default(),
             holders: Mutex::default(),
             tags: Mutex::default(),
+            gone: Mutex::default(),
             topics: Mutex::default(),
             recent: Mutex::default(),
             publications: AtomicU64::new(0),
@@ -221,6 +224,11 @@ impl NatsCluster {
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         self.tasks.lock().expect("tasks poisoned").push(tokio::spawn(task));
+    }
+
+    /// A short task nobody waits for (not kept in `tasks`).
+    fn spawn_detached(&self, task: impl Future<Output = ()> + Send + 'static) {
+        drop(tokio::spawn(task));
     }
 
     fn subject(&self, node: &str) -> String {
@@ -239,6 +247,16 @@ impl NatsCluster {
     /// Leaves the cluster after the runtime shut down: gives up every lease at once (so other
     /// nodes take the objects without waiting for the TTL) and the socket tag.
     pub async fn leave(&self) {
+        // Bounded: with NATS gone, what was not given up lapses at its TTL anyway.
+        if tokio::time::timeout(self.config.request_timeout, self.give_up_all())
+            .await
+            .is_err()
+        {
+            tracing::warn!("NATS did not answer while leaving; the leases left lapse at their TTL");
+        }
+    }
+
+    async fn give_up_all(&self) {
         for task in self.tasks.lock().expect("tasks poisoned").drain(..) {
             task.abort();
         }
@@ -277,19 +295,32 @@ impl NatsCluster {
                     match entry {
                         Some(e) if e.operation == Operation::Put => {
                             let holder = String::from_utf8_lossy(&e.value).into_owned();
-                            if holder != *me {
+                            if holder != *me && self.is_gone(&holder) {
+                                // Its process is gone (NATS knows no subscriber for it): take the
+                                // lease now rather than when it lapses. Safe even if the node
+                                // lives on: the fence below stops its writes.
+                                match self.leases.update(&key, me.clone().into(), e.revision).await {
+                                    Ok(revision) => {
+                                        tracing::info!(%address, from = %holder, "took the object of a node that is gone");
+                                        revision
+                                    }
+                                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                                    Err(e) => return Err(unreachable(&e)),
+                                }
+                            } else if holder != *me {
                                 let seen = (holder.clone(), Instant::now());
                                 self.holders
                                     .lock()
                                     .expect("holders poisoned")
                                     .insert(address.clone(), seen);
                                 return Ok(Some(holder));
-                            }
-                            // Ours from before a restart under the same id: renew it, then fence.
-                            match self.leases.update(&key, me.clone().into(), e.revision).await {
-                                Ok(revision) => revision,
-                                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-                                Err(e) => return Err(unreachable(&e)),
+                            } else {
+                                // Ours from before a restart under the same id: renew it, then fence.
+                                match self.leases.update(&key, me.clone().into(), e.revision).await {
+                                    Ok(revision) => revision,
+                                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                                    Err(e) => return Err(unreachable(&e)),
+                                }
                             }
                         }
                         // Released or lapsed meanwhile.
@@ -319,6 +350,12 @@ impl NatsCluster {
         Err(CallError::Unreachable(format!(
             "the lease of {address} keeps changing hands"
         )))
+    }
+
+    /// Whether `node` was found without a subscriber recently (within a lease's life).
+    fn is_gone(&self, node: &str) -> bool {
+        let gone = self.gone.lock().expect("gone nodes poisoned");
+        gone.get(node).is_some_and(|at| at.elapsed() < self.config.lease_ttl)
     }
 
     /// This node lost `address`: it stops running it.
@@ -548,6 +585,12 @@ impl NatsCluster {
                             .lock()
                             .expect("holders poisoned")
                             .retain(|_, (h, _)| *h != node);
+                        if e.kind() == RequestErrorKind::NoResponders {
+                            this.gone
+                                .lock()
+                                .expect("gone nodes poisoned")
+                                .insert(node.clone(), Instant::now());
+                        }
                     }
                     Err(match e.kind() {
                         RequestErrorKind::TimedOut => CallError::TimedOut(format!("node {node}")),
@@ -643,6 +686,18 @@ impl Cluster for NatsCluster {
                 None => Err(CallError::ShuttingDown),
             }
         })
+    }
+
+    fn released(&self, address: &Address) {
+        let Some(revision) = self.held.lock().expect("leases poisoned").remove(address) else {
+            return;
+        };
+        self.backend.forget(address);
+        let (leases, key) = (self.leases.clone(), address_key(address));
+        // If this node takes the object again meanwhile, the revision moved and this does nothing.
+        self.spawn_detached(async move {
+            let _ = leases.delete_expect_revision(key, Some(revision)).await;
+        });
     }
 
     fn holder(&self, address: &Address) -> Option<String> {

@@ -90,6 +90,9 @@ pub trait Cluster: Send + Sync + 'static {
     /// The node that owns `address`, or `None` if this one does. A cluster with leases takes
     /// the object here when nobody holds it, so a `None` means this node may run it now.
     fn locate(&self, address: &Address) -> Location;
+    /// This node dropped `address` from memory (it sleeps, with no socket): a cluster with
+    /// leases gives the object up, so any node may take it next.
+    fn released(&self, address: &Address);
     /// The node holding `address` as far as this node knows, without taking it: `None` if no
     /// node is known to hold it.
     fn holder(&self, address: &Address) -> Option<String>;

@@ -947,6 +947,10 @@ impl Runtime {
         let mut slots = self.inner.slots.lock().expect("registry poisoned");
         if slots.get(address).is_some_and(|s| s.remove_if_unused()) {
             slots.remove(address);
+            drop(slots);
+            if let Some(cluster) = &self.inner.cluster {
+                cluster.released(address);
+            }
         }
     }
 

@@ -84,7 +84,7 @@ struct Cluster {
     _nats: Nats,
 }
 
-fn spawn_node(nats: &Nats, prefix: &str, id: &str, dir: &Path) -> ProcessServer {
+fn spawn_node(nats: &Nats, prefix: &str, id: &str, dir: &Path, extra: &[&str]) -> ProcessServer {
     let url = format!("nats_url={}", nats.url);
     let node = format!("node_id={id}");
     let ttl = format!("lease_ttl_ms={LEASE_TTL_MS}");
@@ -95,7 +95,10 @@ fn spawn_node(nats: &Nats, prefix: &str, id: &str, dir: &Path) -> ProcessServer 
         .env("SWITCHBOARD_AUTH_SECRET", SECRET)
         .env("SWITCHBOARD_JWT_SECRET", JWT)
         .env("RUST_LOG", "info");
-    for set in [&url, &node, &ttl, &prefix] {
+    for set in [url.as_str(), &node, &ttl, &prefix]
+        .into_iter()
+        .chain(extra.iter().copied())
+    {
         cmd.args(["--set", set]);
     }
     ProcessServer::spawn_command(cmd)
@@ -103,6 +106,10 @@ fn spawn_node(nats: &Nats, prefix: &str, id: &str, dir: &Path) -> ProcessServer 
 
 impl Cluster {
     fn start(test: &str, n: usize) -> Cluster {
+        Self::start_with(test, n, &[])
+    }
+
+    fn start_with(test: &str, n: usize, extra: &[&str]) -> Cluster {
         let nats = Nats::start();
         let prefix = format!("t{}_{test}", std::process::id());
         let mut nodes = Vec::new();
@@ -110,7 +117,7 @@ impl Cluster {
         for i in 0..n {
             let dir = tempfile::tempdir().unwrap();
             let id = ((b'a' + i as u8) as char).to_string();
-            nodes.push(spawn_node(&nats, &prefix, &id, dir.path()));
+            nodes.push(spawn_node(&nats, &prefix, &id, dir.path(), extra));
             dirs.push(dir);
         }
         Cluster {
@@ -331,6 +338,29 @@ async fn a_paused_owner_is_taken_over_and_fenced() {
     assert_eq!(on_a["value"].as_u64(), Some(on_b));
     let (status, reply) = counter(a, "increment", "p").await;
     assert_eq!((status, reply["value"].as_u64()), (200, Some(on_b + 1)), "{reply}");
+}
+
+/// An object that goes to sleep with no socket is given up: its lease goes, and the next node
+/// to need it takes it (and reads what the first one stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_object_is_given_up() {
+    let cluster = Cluster::start_with("sleep", 2, &["hibernate_after_ms=100"]);
+    let [a, b] = &cluster.nodes[..] else { unreachable!() };
+    assert_eq!(counter(a, "increment", "nap").await.1["value"], 1);
+    let owner = || async {
+        let (_, status) = get_json_bearer(&a.url("/api/objects/counter/nap"), SECRET).await;
+        status["owner"].clone()
+    };
+    assert_eq!(owner().await, "a");
+    let started = Instant::now();
+    while owner().await != Value::Null {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "A never gave the counter up"
+        );
+    }
+    assert_eq!(counter(b, "increment", "nap").await.1["value"], 2);
+    assert_eq!(owner().await, "b", "A learns that B holds it now");
 }
 
 /// Storage fencing on its own: node X writes an object, its lease lapses, node Y takes the

@@ -88,6 +88,10 @@ impl Cluster for TwinNode {
         )))
     }
 
+    fn released(&self, _address: &Address) {
+        // Ownership here is a hash, not a lease: nothing to give up.
+    }
+
     fn holder(&self, address: &Address) -> Option<String> {
         Some(format!("node-{}", self.net.owner_index(address)))
     }
