@@ -24,7 +24,11 @@ export class SwitchboardServer {
   /** Everything the server printed, for a failing test's report. */
   output = "";
 
-  constructor(private readonly corsOrigin: string) {}
+  /** `env`: more settings, e.g. a cluster's (`SWITCHBOARD_NATS_URL`…). */
+  constructor(
+    private readonly corsOrigin: string,
+    private readonly env: Record<string, string> = {},
+  ) {}
 
   get url(): string {
     return `http://${this.address}`;
@@ -39,6 +43,7 @@ export class SwitchboardServer {
         SWITCHBOARD_AUTH_SECRET: AUTH_SECRET,
         SWITCHBOARD_JWT_SECRET: JWT_SECRET,
         SWITCHBOARD_CORS_ORIGINS: this.corsOrigin,
+        ...this.env,
         NO_COLOR: "1",
       },
       stdio: ["ignore", "pipe", "pipe"],
