@@ -601,6 +601,19 @@ impl NatsCluster {
         })
     }
 
+    /// Receives every publication numbered in a history, whether this node has subscribers of
+    /// its topics or not.
+    async fn receive_histories(self: Arc<Self>, local: LocalNode) {
+        let subject = format!("{}.history", self.config.prefix);
+        let mut subscription = match self.client.subscribe(subject).await {
+            Ok(s) => s,
+            Err(e) => return tracing::error!(error = %e, "cannot receive the cluster's history publications"),
+        };
+        while let Some(message) = subscription.next().await {
+            self.received_publication(&local, message);
+        }
+    }
+
     /// Delivers a publication another node sent, once.
     fn received_publication(&self, local: &LocalNode, message: async_nats::Message) {
         let headers = message.headers.as_ref();
@@ -663,6 +676,7 @@ impl Cluster for NatsCluster {
         let Some(this) = self.this.upgrade() else {
             return;
         };
+        self.spawn(this.clone().receive_histories(node.clone()));
         self.spawn(this.clone().serve(node));
         self.spawn(this.clone().renew_leases());
         self.spawn(this.clone().watch_leases());
@@ -744,6 +758,15 @@ impl Cluster for NatsCluster {
             self.config.node_id,
             self.publications.fetch_add(1, Ordering::Relaxed)
         );
+        if prepared.has_history() {
+            // Every node keeps a copy of every history, so a client recovers on any node.
+            let mut headers = HeaderMap::new();
+            headers.insert(ORIGIN, self.config.node_id.as_str());
+            headers.insert(PUBLICATION, id.as_str());
+            let subject = format!("{}.history", self.config.prefix);
+            let _ = self.outgoing.send((subject, headers, payload));
+            return;
+        }
         let mut sent = HashSet::new();
         for topic in prepared.topics() {
             let token = topic_token(topic);

@@ -254,7 +254,18 @@ pub(crate) fn finish_event(rt: &Runtime, core: &SlotCore, ctx: &mut Context) {
             }
         }));
     }
-    let publishes = std::mem::take(&mut ctx.publishes);
+    let (routed, publishes): (Vec<_>, Vec<_>) = std::mem::take(&mut ctx.publishes)
+        .into_iter()
+        .partition(|(p, _)| rt.routes(p));
+    if !routed.is_empty() {
+        // Numbered by the cluster's numbering node, once this event's writes are durable.
+        let rt = rt.clone();
+        outputs.push(Output::run(move |released| {
+            if released {
+                routed.into_iter().for_each(|(p, _)| rt.route_publication(p));
+            }
+        }));
+    }
     if !ops.is_empty() || !effects.is_empty() || !publishes.is_empty() {
         let now = rt.now_ms();
         let submitted = rt.inner.store.submit_with(ctx.health.clone(), || {

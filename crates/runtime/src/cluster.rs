@@ -19,7 +19,7 @@ use crate::address::Address;
 use crate::object::ConnectInfo;
 use crate::registry::{CallError, Inner, Runtime};
 use crate::socket::{Frame, SocketId};
-use crate::topic::Prepared;
+use crate::topic::{JsonPublication, Prepared};
 
 /// What one node asks of another.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,6 +38,9 @@ pub enum NodeMessage {
     },
     /// A publication for this node's subscribers; the reply is how many it reached.
     Publish(Prepared),
+    /// A publication for this node to number, store and send, as the node that numbers the
+    /// cluster's topic histories; the reply is how many sockets it reached here.
+    PublishHistory(JsonPublication),
     /// A frame for a socket connected to this node.
     SocketSend { socket: SocketId, frame: Frame },
     /// A close for a socket connected to this node.
@@ -149,6 +152,15 @@ impl LocalNode {
             NodeMessage::Call { class, name, request } => rt.call_json(&class, &name, &request, true),
             NodeMessage::Tell { class, name, request } => rt.call_json(&class, &name, &request, false),
             NodeMessage::Publish(prepared) => done(rt.deliver_remote(&prepared).to_string()),
+            NodeMessage::PublishHistory(spec) => Box::pin(async move {
+                rt.publish(spec.into_publication())
+                    .await
+                    .map(|n| n.to_string())
+                    .map_err(|e| match e {
+                        crate::registry::PublishError::ShuttingDown => CallError::ShuttingDown,
+                        e => CallError::Failed(e.to_string()),
+                    })
+            }),
             NodeMessage::SocketSend { socket, frame } => {
                 let sent = rt.inner.sockets.get(socket).is_some_and(|c| c.send(frame).is_ok());
                 done(sent.to_string())

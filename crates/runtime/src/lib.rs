@@ -85,6 +85,6 @@ pub use stats::StatsSnapshot;
 pub use storage::view::{Storage, Transaction};
 pub use storage::{Durability, ListOptions, StorageError};
 pub use topic::{
-    HistoryLimits, Position, Presence, PresenceChange, Publication, Recovery, ReplyFrame, Stamp, TopicError,
-    TopicOptions, valid_topic,
+    HistoryLimits, JsonPublication, Position, Presence, PresenceChange, Publication, Recovery, ReplyFrame, Stamp,
+    StampFields, TopicError, TopicOptions, valid_topic,
 };

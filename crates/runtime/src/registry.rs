@@ -32,7 +32,8 @@ use crate::stats::{Stats, StatsSnapshot};
 use crate::storage::{Backend, ListOptions, ObjectWrites, StorageError};
 use crate::store::{Health, Output, RESERVED_CLASS, Store};
 use crate::topic::{
-    Hub, Position, Prepared, Presence, Publication, Recovery, ReplyFrame, TopicError, TopicOptions, valid_topic,
+    Hub, JsonPublication, Position, Prepared, Presence, Publication, Recovery, ReplyFrame, TopicError, TopicOptions,
+    valid_topic,
 };
 
 /// Settings of a runtime.
@@ -325,6 +326,11 @@ pub(crate) struct Inner {
     pub(crate) outbox: Outbox,
     pub(crate) cluster: Option<Arc<dyn Cluster>>,
     pub(crate) creations: Option<crate::creation::Creations>,
+    /// In a cluster: whether this node numbers the topic histories (it held the lease when last
+    /// asked).
+    pub(crate) numbering: AtomicBool,
+    /// In a cluster: objects' publications on their way to the numbering node, in order.
+    pub(crate) routed: Option<tokio::sync::mpsc::UnboundedSender<Publication>>,
     classes: HashMap<&'static str, Arc<dyn Class>>,
     slots: Mutex<HashMap<Address, Arc<dyn AnySlot>>>,
 }
@@ -349,6 +355,11 @@ pub struct RuntimeBuilder {
 }
 
 /// Where topic histories are stored.
+/// The address whose lease makes a node the one that numbers a cluster's topic histories.
+pub(crate) fn histories_address() -> Address {
+    Address::new(RESERVED_CLASS, "histories")
+}
+
 pub(crate) fn topics_address() -> Address {
     Address::new(RESERVED_CLASS, "topics")
 }
@@ -423,8 +434,17 @@ impl RuntimeBuilder {
                 u32::from_le_bytes(r) & 0xFF_FFFF
             }
         };
+        let (routed, to_route) = match &self.cluster {
+            Some(_) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let rt = Runtime {
             inner: Arc::new(Inner {
+                numbering: AtomicBool::new(false),
+                routed,
                 outbox: Outbox::new(self.runner, self.config.effect_retry),
                 creations: self
                     .config
@@ -458,6 +478,17 @@ impl RuntimeBuilder {
         rt.inner.outbox.load(&rt, effects);
         if let Some(cluster) = &rt.inner.cluster {
             cluster.join(LocalNode::new(&rt));
+        }
+        if let Some(mut to_route) = to_route {
+            let weak = Arc::downgrade(&rt.inner);
+            tokio::spawn(async move {
+                while let Some(publication) = to_route.recv().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    if let Err(e) = (Runtime { inner }).publish(publication).await {
+                        tracing::warn!(error = %e, "an object's publication was not sent");
+                    }
+                }
+            });
         }
         tokio::spawn(crate::alarm::run(Arc::downgrade(&rt.inner)));
         Ok(rt)
@@ -518,6 +549,9 @@ pub enum PublishError {
     CommitFailed,
     #[error("the runtime is shutting down")]
     ShuttingDown,
+    /// The node that numbers the cluster's histories could not be reached or did not answer.
+    #[error("the publication could not reach the node that numbers histories: {0}")]
+    Unreachable(String),
 }
 
 impl Runtime {
@@ -844,6 +878,9 @@ impl Runtime {
         for topic in publication.topics() {
             valid_topic(topic)?;
         }
+        if let Some((node, spec)) = self.history_numberer(&publication).await {
+            return self.publish_at(&node, &spec).await;
+        }
         let health = Arc::new(Health::default());
         let now = self.now_ms();
         let mut prepared = None;
@@ -880,18 +917,83 @@ impl Runtime {
         }
     }
 
+    /// In a cluster, one node numbers every topic history (the holder of one lease), so each
+    /// history is one sequence whichever node a publication starts on. Returns that node when it
+    /// is another one and the publication can be rendered there (a [`Publication::json_stamped`]);
+    /// `None`: number it here.
+    async fn history_numberer(&self, publication: &Publication) -> Option<(String, Arc<JsonPublication>)> {
+        let cluster = self.inner.cluster.as_ref()?;
+        if !self.inner.hub.has_history(publication.topics()) {
+            return None;
+        }
+        match cluster.locate(&histories_address()).await {
+            Ok(None) => {
+                if !self.inner.numbering.swap(true, Ordering::AcqRel) {
+                    // Histories numbered elsewhere until now may lack their last entries here:
+                    // clients recovering across the change learn it plainly.
+                    self.inner.hub.new_epochs();
+                }
+                None
+            }
+            Ok(Some(node)) => {
+                self.inner.numbering.store(false, Ordering::Release);
+                match &publication.spec {
+                    Some(spec) => Some((node, spec.clone())),
+                    None => {
+                        tracing::warn!(
+                            "a publication made from a closure is numbered where it starts, not by the cluster's numbering node"
+                        );
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the node that numbers histories is unknown; numbering here");
+                None
+            }
+        }
+    }
+
+    /// Has another node number, store and send a publication.
+    async fn publish_at(&self, node: &str, spec: &JsonPublication) -> Result<usize, PublishError> {
+        let cluster = self.inner.cluster.clone().expect("only in a cluster");
+        let answer = cluster.request(node, NodeMessage::PublishHistory(spec.clone())).await;
+        match answer {
+            Ok(delivered) => Ok(delivered.parse().unwrap_or(0)),
+            Err(CallError::ShuttingDown) => Err(PublishError::ShuttingDown),
+            Err(e) => Err(PublishError::Unreachable(e.to_string())),
+        }
+    }
+
+    /// A publication made in an object's event on a node that does not number histories: sent
+    /// to the one that does, after the event's writes, in the order they were made.
+    pub(crate) fn route_publication(&self, publication: Publication) {
+        if let Some(routed) = &self.inner.routed {
+            let _ = routed.send(publication);
+        }
+    }
+
+    /// Whether an object's publication goes to the cluster's numbering node instead of being
+    /// numbered with the object's writes.
+    pub(crate) fn routes(&self, publication: &Publication) -> bool {
+        self.inner.routed.is_some()
+            && publication.spec.is_some()
+            && !self.inner.numbering.load(Ordering::Acquire)
+            && self.inner.hub.has_history(publication.topics())
+    }
+
     /// Delivers a publication numbered here, here and to the other nodes with subscribers.
     pub(crate) fn deliver(&self, prepared: &Prepared) -> usize {
         if let Some(cluster) = &self.inner.cluster {
             cluster.publish(prepared);
         }
-        self.inner.hub.deliver(prepared, self.now_ms(), true)
+        self.inner.hub.deliver(prepared, self.now_ms(), false)
     }
 
-    /// Delivers a publication another node numbered to this node's subscribers. Its offsets
-    /// are that node's: they do not enter this node's histories.
+    /// Delivers a publication another node numbered to this node's subscribers, and keeps a
+    /// copy of its history entries here for clients that recover on this node.
     pub(crate) fn deliver_remote(&self, prepared: &Prepared) -> usize {
-        self.inner.hub.deliver(prepared, self.now_ms(), false)
+        self.inner.hub.deliver(prepared, self.now_ms(), true)
     }
 
     // ---- objects

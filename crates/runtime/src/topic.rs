@@ -109,6 +109,52 @@ pub struct Publication {
     render: Render,
     pub(crate) delivery: Delivery,
     pub(crate) except: Option<SocketId>,
+    /// The publication as data, when it was made with [`Publication::json_stamped`]: what lets
+    /// another node (the one that numbers a cluster's histories) render it.
+    pub(crate) spec: Option<Arc<JsonPublication>>,
+}
+
+/// Names of the fields a JSON event gets from its [`Stamp`] in a topic with history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StampFields {
+    pub topic: String,
+    pub offset: String,
+    pub epoch: String,
+}
+
+/// A publication of a JSON object as data: the object, and where its stamp goes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JsonPublication {
+    pub(crate) topics: Vec<Arc<str>>,
+    pub(crate) event: serde_json::Map<String, serde_json::Value>,
+    pub(crate) fields: StampFields,
+    pub(crate) delivery: Delivery,
+    pub(crate) except: Option<SocketId>,
+}
+
+impl JsonPublication {
+    /// The frame for one topic: the object, with the stamp's fields appended when there is one.
+    fn render(&self, stamp: Option<&Stamp>) -> Frame {
+        let mut event = self.event.clone();
+        if let Some(stamp) = stamp {
+            event.insert(self.fields.topic.clone(), (*stamp.topic).into());
+            event.insert(self.fields.offset.clone(), stamp.offset.into());
+            event.insert(self.fields.epoch.clone(), (*stamp.epoch).into());
+        }
+        Frame::text(serde_json::Value::Object(event).to_string())
+    }
+
+    pub(crate) fn into_publication(self) -> Publication {
+        let spec = Arc::new(self);
+        let render = spec.clone();
+        Publication {
+            topics: spec.topics.clone(),
+            render: Arc::new(move |stamp| render.render(stamp)),
+            delivery: spec.delivery.clone(),
+            except: spec.except,
+            spec: Some(spec),
+        }
+    }
 }
 
 impl Publication {
@@ -129,17 +175,42 @@ impl Publication {
             render: Arc::new(render),
             delivery: Delivery::Reliable,
             except: None,
+            spec: None,
         }
+    }
+
+    /// A JSON object, with the stamp's fields (`fields`) appended in topics with history. The
+    /// same frames as a [`Publication::stamped`] that does this, but kept as data, so in a
+    /// cluster the node that numbers histories can render it: prefer it for topics with history.
+    pub fn json_stamped<T: AsRef<str>>(
+        topics: &[T],
+        event: serde_json::Map<String, serde_json::Value>,
+        fields: StampFields,
+    ) -> Self {
+        JsonPublication {
+            topics: topics.iter().map(|t| Arc::from(t.as_ref())).collect(),
+            event,
+            fields,
+            delivery: Delivery::Reliable,
+            except: None,
+        }
+        .into_publication()
     }
 
     /// How the frame is delivered to a socket whose queue is full. Default: reliable.
     pub fn delivery(mut self, delivery: Delivery) -> Self {
+        if let Some(spec) = &mut self.spec {
+            Arc::make_mut(spec).delivery = delivery.clone();
+        }
         self.delivery = delivery;
         self
     }
 
     /// Skips one socket (the sender of a chat line, say).
     pub fn except(mut self, socket: SocketId) -> Self {
+        if let Some(spec) = &mut self.spec {
+            Arc::make_mut(spec).except = Some(socket);
+        }
         self.except = Some(socket);
         self
     }
@@ -162,12 +233,20 @@ impl Prepared {
     pub fn topics(&self) -> impl Iterator<Item = &str> {
         self.frames.iter().map(|t| &*t.topic)
     }
+
+    /// Whether it was numbered in a topic's history (every node keeps a copy of those).
+    pub fn has_history(&self) -> bool {
+        self.frames.iter().any(|t| t.offset.is_some())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct PreparedTopic {
     pub(crate) topic: Arc<str>,
     pub(crate) offset: Option<u64>,
+    /// The epoch of `offset` (topics with history).
+    #[serde(default)]
+    pub(crate) epoch: Option<Arc<str>>,
     pub(crate) frame: Frame,
 }
 
@@ -337,7 +416,8 @@ impl Hub {
             };
             frames.push(PreparedTopic {
                 topic: topic.clone(),
-                offset: stamp.map(|s| s.offset),
+                offset: stamp.as_ref().map(|s| s.offset),
+                epoch: stamp.map(|s| s.epoch),
                 frame,
             });
         }
@@ -349,17 +429,41 @@ impl Hub {
         (prepared, ops)
     }
 
-    /// Sends a prepared publication to this node's subscribers and, when this node numbered it
-    /// (`record`), records it in the topics' histories; returns how many sockets it was queued
-    /// for.
-    pub(crate) fn deliver(&self, prepared: &Prepared, now_ms: i64, record: bool) -> usize {
+    /// Sends a prepared publication to this node's subscribers and records it in the topics'
+    /// histories; returns how many sockets it was queued for. A publication another node
+    /// numbered (`remote`) is recorded as a copy of that node's history — under its epoch,
+    /// starting over after a hole — so a client can recover from this node too.
+    pub(crate) fn deliver(&self, prepared: &Prepared, now_ms: i64, remote: bool) -> usize {
         let several = prepared.frames.len() > 1;
         let mut reached: HashSet<SocketId> = HashSet::new();
         let mut delivered = 0;
-        for PreparedTopic { topic, offset, frame } in &prepared.frames {
+        for PreparedTopic {
+            topic,
+            offset,
+            epoch,
+            frame,
+        } in &prepared.frames
+        {
             let mut shard = self.shard(topic);
+            if remote && let (Some(offset), Some(epoch)) = (offset, epoch) {
+                let entry = shard.entry(topic.clone()).or_default();
+                if entry.history.is_none() {
+                    entry.history = self.new_history(topic);
+                }
+                if let Some(history) = entry.history.as_mut() {
+                    if history.epoch != *epoch {
+                        history.epoch = epoch.clone();
+                        history.entries.clear();
+                    } else if *offset != history.recorded_next {
+                        // A publication this node never got: what it holds no longer runs
+                        // unbroken to this one.
+                        history.entries.clear();
+                    }
+                    history.next = history.next.max(offset + 1);
+                }
+            }
             let Some(entry) = shard.get_mut(topic) else { continue };
-            if let (true, Some(offset), Some(history)) = (record, offset, entry.history.as_mut()) {
+            if let (Some(offset), Some(history)) = (offset, entry.history.as_mut()) {
                 history.entries.push_back(Entry {
                     offset: *offset,
                     at_ms: now_ms,
@@ -379,6 +483,26 @@ impl Hub {
             }
         }
         delivered
+    }
+
+    /// Starts a new epoch in every history this node keeps, numbering on from where it stands:
+    /// for a node that has just begun numbering a cluster's histories, which may have missed
+    /// the last publications of the node that numbered them before.
+    pub(crate) fn new_epochs(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().expect("topic shard poisoned");
+            for history in shard.values_mut().filter_map(|t| t.history.as_mut()) {
+                history.epoch = new_epoch();
+                history.next = history.next.max(history.recorded_next);
+                history.recorded_next = history.next;
+                history.entries.clear();
+            }
+        }
+    }
+
+    /// Whether any of `topics` keeps a history.
+    pub(crate) fn has_history<'a>(&self, mut topics: impl Iterator<Item = &'a str>) -> bool {
+        topics.any(|t| self.options(t).is_some_and(|o| o.history.is_some()))
     }
 
     /// Subscribes a socket. With `since`, first queues `reply` (made from the outcome), then
@@ -612,12 +736,74 @@ mod tests {
 
     fn publish(hub: &Hub, topics: &[&str], text: &str) -> usize {
         let (prepared, _) = hub.prepare(&Publication::new(topics, Frame::text(text)), 0);
-        hub.deliver(&prepared, 0, true)
+        hub.deliver(&prepared, 0, false)
     }
 
     async fn drained(conn: &SocketConn) -> Vec<String> {
         let batch = conn.next_batch().await;
         batch.frames.iter().map(|f| f.as_text().unwrap().to_string()).collect()
+    }
+
+    /// A copy of another node's history: recovery from it works while it runs unbroken; a
+    /// publication this node never got (a hole) or another epoch starts the copy over.
+    #[tokio::test]
+    async fn copies_of_remote_histories() {
+        let (numbering, copy) = (hub(), hub());
+        let remote = |text: &str| {
+            let (prepared, _) = numbering.prepare(&Publication::new(&["h:1"], Frame::text(text)), 0);
+            prepared
+        };
+        let (a, b, c, d) = (remote("a"), remote("b"), remote("c"), remote("d"));
+        for p in [&a, &b] {
+            copy.deliver(p, 0, true);
+        }
+        let (position, _) = numbering.history("h:1").unwrap();
+        let at = |offset| Position {
+            offset,
+            epoch: position.epoch.clone(),
+        };
+        let topic: Arc<str> = "h:1".into();
+        let sockets = std::sync::atomic::AtomicU64::new(10);
+        let recover = |since: Position| {
+            let fresh = socket(sockets.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            copy.subscribe(&fresh, &topic, None, Some(&since), None, 0).0
+        };
+        assert!(recover(at(0)).recovered && recover(at(0)).missed == 1);
+        copy.deliver(&d, 0, true); // `c` never came
+        assert!(!recover(at(1)).recovered, "a hole is not recovered over");
+        assert!(recover(at(2)).recovered, "after the hole the copy serves again");
+        drop(c);
+        numbering.new_epochs();
+        copy.deliver(&remote("e"), 0, true);
+        let (moved, len) = copy.history("h:1").unwrap();
+        assert_ne!(moved.epoch, position.epoch, "a new epoch replaces the copy");
+        assert_eq!((moved.offset, len), (4, 1));
+    }
+
+    /// A JSON publication renders its stamp into the event, as data another node can render.
+    #[test]
+    fn json_publications_carry_their_stamp() {
+        let hub = hub();
+        let mut event = serde_json::Map::new();
+        event.insert("type".into(), "t".into());
+        let fields = StampFields {
+            topic: "room".into(),
+            offset: "offset".into(),
+            epoch: "epoch".into(),
+        };
+        let publication = Publication::json_stamped(&["h:1", "plain"], event, fields);
+        let spec = serde_json::to_string(publication.spec.as_deref().unwrap()).unwrap();
+        let again: JsonPublication = serde_json::from_str(&spec).unwrap();
+        let (prepared, _) = hub.prepare(&again.into_publication(), 0);
+        let epoch = hub.history("h:1").unwrap().0.epoch;
+        let texts: Vec<&str> = prepared.frames.iter().map(|f| f.frame.as_text().unwrap()).collect();
+        assert_eq!(
+            texts,
+            [
+                format!(r#"{{"type":"t","room":"h:1","offset":0,"epoch":"{epoch}"}}"#).as_str(),
+                r#"{"type":"t"}"#
+            ]
+        );
     }
 
     /// A socket in two of a publication's topics gets it once.
@@ -696,7 +882,7 @@ mod tests {
         let mut rows = std::collections::BTreeMap::new();
         for m in ["a", "b"] {
             let (prepared, ops) = hub.prepare(&Publication::new(&["h:1"], Frame::text(m)), 0);
-            hub.deliver(&prepared, 0, true);
+            hub.deliver(&prepared, 0, false);
             for op in ops {
                 match op {
                     WriteOp::Put(k, v) => {

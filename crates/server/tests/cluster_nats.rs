@@ -340,6 +340,88 @@ async fn a_paused_owner_is_taken_over_and_fenced() {
     assert_eq!((status, reply["value"].as_u64()), (200, Some(on_b + 1)), "{reply}");
 }
 
+/// One history per room across the cluster: events published through B and C are numbered in
+/// one sequence, and a client that leaves node A and comes back on node B recovers exactly what
+/// it missed, by the offset and epoch it last saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_recovers_its_rooms_on_another_node() {
+    let cluster = Cluster::start("recover", 3);
+    let [a, b, c] = &cluster.nodes[..] else { unreachable!() };
+    let publish = |node: &ProcessServer, n: u64| {
+        let url = node.url("/api/broadcast");
+        async move {
+            let body = json!({"type": "order:update", "data": {"n": n}, "rooms": ["order:42"]});
+            let (status, reply) = post_json(&url, &body, Some(SECRET)).await;
+            assert_eq!(status, 200, "{reply}");
+        }
+    };
+    let join = |node: &ProcessServer| {
+        let url = node.ws_url(&format!("/ws?token={}", token("ada", "b9")));
+        async move { ws(&url).await }
+    };
+    let subscribe = |position: Option<(u64, String)>| {
+        let mut data = json!({"room": "order:42"});
+        if let Some((offset, epoch)) = position {
+            data["offset"] = offset.into();
+            data["epoch"] = epoch.into();
+        }
+        json!({"action": "subscribe", "data": data}).to_string()
+    };
+    // Until this node hears events in the room: its subscription reaches NATS a moment later.
+    let mut on_a = join(a).await;
+    send(&mut on_a, &subscribe(None)).await;
+    let mut heard = Vec::new();
+    let mut n = 0;
+    while heard.is_empty() {
+        n += 1;
+        publish(if n % 2 == 0 { b } else { c }, n).await;
+        heard.extend(events_until_pong(&mut on_a, "order:update").await);
+        assert!(n < 100, "the room's events never reached node A");
+    }
+    for k in n + 1..=n + 3 {
+        publish(if k % 2 == 0 { b } else { c }, k).await;
+    }
+    while heard.last().is_none_or(|e| e["data"]["n"] != n + 3) {
+        heard.extend(events_until_pong(&mut on_a, "order:update").await);
+    }
+    let offsets: Vec<u64> = heard.iter().map(|e| e["offset"].as_u64().unwrap()).collect();
+    let first = offsets[0];
+    assert_eq!(
+        offsets,
+        (first..first + offsets.len() as u64).collect::<Vec<_>>(),
+        "one sequence, from B and C alike"
+    );
+    let last = heard.last().unwrap().clone();
+    drop(on_a);
+
+    // Away: three more, through B and C.
+    for k in n + 4..=n + 6 {
+        publish(if k % 2 == 0 { b } else { c }, k).await;
+    }
+    // Back, on B.
+    let mut on_b = join(b).await;
+    let position = (
+        last["offset"].as_u64().unwrap(),
+        last["epoch"].as_str().unwrap().to_string(),
+    );
+    send(&mut on_b, &subscribe(Some(position))).await;
+    let mut reply = next_json(&mut on_b).await;
+    while reply["action"] != "subscribe" {
+        reply = next_json(&mut on_b).await;
+    }
+    assert_eq!(
+        (reply["recovered"].as_bool(), reply["missed"].as_u64()),
+        (Some(true), Some(3)),
+        "{reply}"
+    );
+    let recovered = events_until_pong(&mut on_b, "order:update").await;
+    let numbers: Vec<u64> = recovered.iter().map(|e| e["data"]["n"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, vec![n + 4, n + 5, n + 6]);
+    let offsets: Vec<u64> = recovered.iter().map(|e| e["offset"].as_u64().unwrap()).collect();
+    let after = last["offset"].as_u64().unwrap();
+    assert_eq!(offsets, vec![after + 1, after + 2, after + 3]);
+}
+
 /// An object that goes to sleep with no socket is given up: its lease goes, and the next node
 /// to need it takes it (and reads what the first one stored).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,9 +15,9 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_proto::time::iso_from_ms;
-use switchboard_runtime::{Frame, Publication, PublishError, Runtime};
+use switchboard_runtime::{Frame, PublishError, Runtime};
 
-use super::{Record, Shared, event_frame};
+use super::{Record, Shared, event};
 use crate::Host;
 use crate::http::{ApiError, json_body};
 
@@ -91,7 +91,7 @@ async fn publish(runtime: &Runtime, rooms: Vec<String>, event: Event) -> Result<
     }
     let timestamp = iso_from_ms(runtime.now_ms());
     let Event { kind, data } = event;
-    let publication = Publication::stamped(&rooms, move |stamp| event_frame(&kind, &data, &timestamp, stamp));
+    let publication = self::event(&rooms, &kind, data, &timestamp);
     match runtime.publish(publication).await {
         Ok(delivered) => Ok(Json(json!({ "delivered": delivered }))),
         Err(PublishError::Topic(e)) => Err(ApiError::bad_request(format!("invalid room name: {e}"))),

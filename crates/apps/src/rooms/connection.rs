@@ -8,13 +8,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_proto::time::iso_from_ms;
 use switchboard_runtime::{
-    AutoResponse, Context, Effect, Frame, HookError, HookResult, HttpRequest, NewSocket, Object, Position, Publication,
-    Recovery, SocketId, SocketRef, Subscription, json_frame,
+    AutoResponse, Context, Effect, Frame, HookError, HookResult, HttpRequest, NewSocket, Object, Position, Recovery,
+    SocketId, SocketRef, Subscription, json_frame,
 };
 
 use super::backend::{self, Answer, Route};
 use super::rules::{self, Verdict};
-use super::{Record, Shared, event_frame};
+use super::{Record, Shared, event};
 
 /// A connection's object; its name is the connection id.
 pub struct Connection {
@@ -172,9 +172,7 @@ fn record(ctx: &Context) -> HookResult<Arc<Record>> {
 fn announce(ctx: &mut Context, branch: &str, kind: &'static str, data: Value) -> HookResult {
     let timestamp = iso_from_ms(ctx.now_ms());
     let room = format!("branch:{branch}");
-    ctx.publish(Publication::stamped(&[room], move |stamp| {
-        event_frame(kind, &data, &timestamp, stamp)
-    }))?;
+    ctx.publish(event(&[room], kind, data, &timestamp))?;
     Ok(())
 }
 

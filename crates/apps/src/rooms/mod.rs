@@ -24,7 +24,9 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use switchboard_runtime::{ConnectInfo, Frame, HistoryLimits, Runtime, RuntimeBuilder, SocketId, Stamp, TopicOptions};
+use switchboard_runtime::{
+    ConnectInfo, Frame, HistoryLimits, Publication, Runtime, RuntimeBuilder, SocketId, StampFields, TopicOptions,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::ApiError;
@@ -249,17 +251,18 @@ fn new_connection_id(now_ms: i64) -> String {
 
 /// An event as clients receive it: `{"type","data","timestamp"}`, and in a room with history
 /// its `room`, `offset` and `epoch`.
-pub(crate) fn event_frame(kind: &str, data: &Value, timestamp: &str, stamp: Option<&Stamp>) -> Frame {
+pub(crate) fn event(rooms: &[String], kind: &str, data: Value, timestamp: &str) -> Publication {
     let mut event = Map::new();
     event.insert("type".into(), kind.into());
-    event.insert("data".into(), data.clone());
+    event.insert("data".into(), data);
     event.insert("timestamp".into(), timestamp.into());
-    if let Some(stamp) = stamp {
-        event.insert("room".into(), (*stamp.topic).into());
-        event.insert("offset".into(), stamp.offset.into());
-        event.insert("epoch".into(), (*stamp.epoch).into());
-    }
-    Frame::text(Value::Object(event).to_string())
+    // As data, not a closure: in a cluster the node that numbers histories renders it.
+    let fields = StampFields {
+        topic: "room".into(),
+        offset: "offset".into(),
+        epoch: "epoch".into(),
+    };
+    Publication::json_stamped(rooms, event, fields)
 }
 
 fn unauthorized(message: impl Into<String>) -> Response {
