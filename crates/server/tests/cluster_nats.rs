@@ -500,3 +500,60 @@ async fn a_node_that_lost_its_lease_cannot_commit() {
         Some(&b"from y"[..])
     );
 }
+
+/// Alarms fire once, on the node that owns the object; when that node leaves, the alarm it
+/// had set fires on another node, which takes the object to run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_fire_on_the_owner_and_move_with_the_object() {
+    let nats = Nats::start();
+    let prefix = format!("t{}_alarms", std::process::id());
+    let node = |id: &'static str| {
+        let (url, prefix) = (nats.url.clone(), prefix.clone());
+        TestServer::start_with(
+            move |c| {
+                c.nats_url = Some(url);
+                c.node_id = Some(id.into());
+                c.cluster_prefix = prefix;
+                c.lease_ttl = Duration::from_millis(LEASE_TTL_MS);
+            },
+            tally::extension(),
+        )
+    };
+    let (a, b) = (node("a").await, node("b").await);
+    let fired_seen_by = |server: &TestServer| {
+        let url = server.url("/tally/t");
+        async move { get_json(&url).await.1["alarm_fired"].as_i64() }
+    };
+    let post = |server: &TestServer, path: &str| {
+        let url = server.url(path);
+        async move { post_json(&url, &json!({}), None).await.0 }
+    };
+    assert_eq!(post(&a, "/tally/t/add").await, 200);
+    assert_eq!(post(&a, "/tally/t/alarm?in_ms=300").await, 200);
+    let started = Instant::now();
+    let first = loop {
+        if let Some(at) = fired_seen_by(&b).await {
+            break at;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the alarm never fired");
+    };
+    assert_eq!(b.runtime().stats().wakes, 0, "B ran no object: the owner fired it");
+
+    // A sets the next alarm and leaves; B fires it.
+    let set = Instant::now();
+    assert_eq!(post(&a, "/tally/t/alarm?in_ms=3000").await, 200);
+    a.stop().await;
+    assert!(
+        set.elapsed() < Duration::from_secs(3),
+        "A left before the alarm was due"
+    );
+    let started = Instant::now();
+    while fired_seen_by(&b).await == Some(first) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the alarm of the node that left never fired"
+        );
+    }
+    assert!(b.runtime().stats().wakes >= 1, "B took the object to fire its alarm");
+    b.stop().await;
+}
