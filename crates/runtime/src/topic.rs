@@ -270,9 +270,9 @@ pub fn valid_topic(name: &str) -> Result<(), TopicError> {
 struct Subscriber {
     conn: Arc<SocketConn>,
     user: Option<Arc<str>>,
-    /// The topic's `recorded_next` when the socket joined: while it has not moved, nothing was
-    /// delivered to the socket live, and a recovery asked for later can still come in order.
-    joined: u64,
+    /// Whether a live frame of the topic was queued for the socket since it joined: until
+    /// one was, a recovery asked for later can still come in order.
+    heard: bool,
 }
 
 struct Entry {
@@ -472,11 +472,12 @@ impl Hub {
                 history.recorded_next = offset + 1;
                 history.trim(now_ms);
             }
-            for sub in &entry.subscribers {
+            for sub in &mut entry.subscribers {
                 let id = sub.conn.id();
                 if prepared.except == Some(id) || (several && !reached.insert(id)) {
                     continue;
                 }
+                sub.heard = true;
                 if sub.conn.send_with(frame.clone(), &prepared.delivery).is_ok() {
                     delivered += 1;
                 }
@@ -508,9 +509,9 @@ impl Hub {
     /// Subscribes a socket. With `since`, first queues `reply` (made from the outcome), then
     /// what the socket missed, then adds it: nothing published meanwhile can slip between.
     /// A socket already subscribed can still recover (a client resubscribing to a room it was
-    /// put in when it connected), but only while nothing has been delivered to the topic since
-    /// it joined: after a live frame, older ones could no longer come in order, and the outcome
-    /// is `recovered: false`. Returns the outcome and whether the socket was newly added.
+    /// put in when it connected), but only while no live frame of the topic was queued for it
+    /// since it joined: after one, older ones could no longer come in order, and the outcome is
+    /// `recovered: false`. Returns the outcome and whether the socket was newly added.
     pub(crate) fn subscribe(
         &self,
         conn: &Arc<SocketConn>,
@@ -530,10 +531,10 @@ impl Hub {
             .subscribers
             .iter()
             .find(|s| s.conn.id() == conn.id())
-            .map(|s| s.joined);
+            .map(|s| s.heard);
         let recovered = match (since, entry.history.as_ref()) {
             (None, _) => true,
-            (Some(_), Some(history)) if joined.is_some_and(|j| j != history.recorded_next) => false,
+            (Some(_), Some(_)) if joined == Some(true) => false,
             (Some(since), Some(history)) => match history.after(since) {
                 Some(entries) => {
                     missed.extend(entries.map(|e| e.frame.clone()));
@@ -559,7 +560,7 @@ impl Hub {
             entry.subscribers.push(Subscriber {
                 conn: conn.clone(),
                 user,
-                joined: entry.history.as_ref().map_or(0, |h| h.recorded_next),
+                heard: false,
             });
         }
         (recovery, added)

@@ -422,6 +422,41 @@ async fn a_client_recovers_its_rooms_on_another_node() {
     assert_eq!(offsets, vec![after + 1, after + 2, after + 3]);
 }
 
+/// API Gateway's management API reaches a connection whichever node it is called on: a POST
+/// through B arrives on A's socket, a GET through B describes it, a DELETE through B closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_management_api_reaches_connections_on_other_nodes() {
+    let cluster = Cluster::start("manage", 2);
+    let [a, b] = &cluster.nodes[..] else { unreachable!() };
+    let mut ada = ws(&a.ws_url(&format!("/ws?token={}", token("ada", "b7")))).await;
+    events_until_pong(&mut ada, "none").await;
+    let (_, listed) = get_json_bearer(&a.url("/api/connections?userId=ada"), SECRET).await;
+    let id = listed["connections"][0]["connectionId"]
+        .as_str()
+        .expect("ada's connection")
+        .to_string();
+    let at_b = |path: &str| b.url(&format!("/@connections/{id}{path}"));
+    let http = reqwest::Client::new();
+    let posted = http
+        .post(at_b(""))
+        .bearer_auth(SECRET)
+        .body("hello from B")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    assert_eq!(next_text(&mut ada).await, "hello from B");
+    let (status, info) = get_json_bearer(&at_b(""), SECRET).await;
+    assert_eq!(status, 200, "{info}");
+    assert!(info["connectedAt"].is_string(), "{info}");
+    let deleted = http.delete(at_b("")).bearer_auth(SECRET).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let close = next_close(&mut ada).await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1000);
+    let (status, _) = get_json_bearer(&b.url("/@connections/nobody"), SECRET).await;
+    assert_eq!(status, 410, "an unknown connection is gone on every node");
+}
+
 /// An object that goes to sleep with no socket is given up: its lease goes, and the next node
 /// to need it takes it (and reads what the first one stored).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,8 +15,9 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard_proto::time::iso_from_ms;
-use switchboard_runtime::{Frame, PublishError, Runtime};
+use switchboard_runtime::{PublishError, Runtime};
 
+use super::connection::{Connection, Manage, manage};
 use super::{Record, Shared, event};
 use crate::Host;
 use crate::http::{ApiError, json_body};
@@ -173,7 +174,7 @@ async fn list(
     Ok(Json(json!({"count": connections.len(), "connections": connections})))
 }
 
-/// `DELETE /api/connections/{id}`: closes the connection (1000).
+/// `DELETE /api/connections/{id}`: closes the connection (1000), on whichever node holds it.
 async fn disconnect(
     State(host): State<Host>,
     Extension(shared): Extension<Arc<Shared>>,
@@ -181,13 +182,9 @@ async fn disconnect(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     host.require_bearer(&headers)?;
-    let socket = shared
-        .connections
-        .get(&id)
-        .and_then(|r| r.socket.get().copied())
+    manage_anywhere(&shared, &host, &id, Manage::Delete)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no live connection {id}")))?;
-    host.runtime()
-        .close_socket(socket, 1000, "disconnected by the application");
     Ok(Json(json!({"connectionId": id, "disconnected": true})))
 }
 
@@ -196,15 +193,15 @@ fn gone(id: &str) -> ApiError {
     ApiError::new(StatusCode::GONE, format!("GoneException: connection {id} is gone"))
 }
 
-fn live(shared: &Shared, host: &Host, id: &str) -> Result<(Arc<Record>, switchboard_runtime::SocketId), ApiError> {
-    let record = shared.connections.get(id).ok_or_else(|| gone(id))?;
-    let socket = record
-        .socket
-        .get()
-        .copied()
-        .filter(|s| host.runtime().socket_is_open(*s))
-        .ok_or_else(|| gone(id))?;
-    Ok((record, socket))
+/// Does what `request` asks to connection `id`: here if this node holds its socket, else on
+/// the node that does (in a cluster, through the connection's object). `None`: no such live
+/// connection anywhere.
+async fn manage_anywhere(shared: &Shared, host: &Host, id: &str, request: Manage) -> Result<Option<Value>, ApiError> {
+    let runtime = host.runtime();
+    if shared.connections.get(id).is_some() || runtime.node_id().is_none() {
+        return Ok(manage(shared, runtime, id, request));
+    }
+    Ok(runtime.object::<Connection>(id).call(request).await?)
 }
 
 /// `POST /@connections/{id}`: the body, as it is, to the socket.
@@ -221,15 +218,9 @@ async fn post_to_connection(
     if body.len() > max {
         return Err(too_large(max));
     }
-    let (record, socket) = live(&shared, &host, &id)?;
-    let frame = match std::str::from_utf8(&body) {
-        Ok(text) => Frame::text(text),
-        Err(_) => Frame::Binary(body),
-    };
-    if !host.runtime().send_to_socket(socket, frame) {
-        return Err(gone(&id));
-    }
-    record.touch(host.runtime().now_ms());
+    manage_anywhere(&shared, &host, &id, Manage::Post(body.to_vec()))
+        .await?
+        .ok_or_else(|| gone(&id))?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -241,12 +232,8 @@ async fn get_connection(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     host.require_bearer(&headers)?;
-    let (record, _) = live(&shared, &host, &id)?;
-    Ok(Json(json!({
-        "connectedAt": iso_from_ms(record.connected_at),
-        "identity": {"sourceIp": record.source_ip, "userAgent": record.user_agent},
-        "lastActiveAt": iso_from_ms(record.last_active.load(std::sync::atomic::Ordering::Relaxed)),
-    })))
+    let info = manage_anywhere(&shared, &host, &id, Manage::Get).await?;
+    Ok(Json(info.ok_or_else(|| gone(&id))?))
 }
 
 /// `DELETE /@connections/{id}`: closes the connection (1000); 204.
@@ -257,8 +244,8 @@ async fn delete_connection(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     host.require_bearer(&headers)?;
-    let (_, socket) = live(&shared, &host, &id)?;
-    host.runtime()
-        .close_socket(socket, 1000, "disconnected by the application");
+    manage_anywhere(&shared, &host, &id, Manage::Delete)
+        .await?
+        .ok_or_else(|| gone(&id))?;
     Ok(StatusCode::NO_CONTENT)
 }

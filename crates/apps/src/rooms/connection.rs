@@ -4,12 +4,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchboard_proto::time::iso_from_ms;
 use switchboard_runtime::{
     AutoResponse, Context, Effect, Frame, HookError, HookResult, HttpRequest, NewSocket, Object, Position, Recovery,
-    SocketId, SocketRef, Subscription, json_frame,
+    Runtime, SocketId, SocketRef, Subscription, json_frame,
 };
 
 use super::backend::{self, Answer, Route};
@@ -56,11 +56,53 @@ fn error(message: impl Into<String>) -> Value {
     json!({"action": "error", "error": message.into()})
 }
 
+/// What the management API (`/@connections/{id}`, `/api/connections/{id}`) asks of a
+/// connection. Called on the connection's object, it runs on the node that holds the socket,
+/// wherever the request came in.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Manage {
+    /// Send these bytes to the socket (a text frame when they are UTF-8).
+    Post(Vec<u8>),
+    /// When it connected, from where, and when it was last active.
+    Get,
+    /// Close it (1000).
+    Delete,
+}
+
+/// Does what `request` asks to the connection `id` if this node holds its socket; `None`: no
+/// such live connection here.
+pub(crate) fn manage(shared: &Shared, runtime: &Runtime, id: &str, request: Manage) -> Option<Value> {
+    let record = shared.connections.get(id)?;
+    let socket = record.socket.get().copied().filter(|s| runtime.socket_is_open(*s))?;
+    Some(match request {
+        Manage::Post(body) => {
+            let frame = match String::from_utf8(body) {
+                Ok(text) => Frame::text(text),
+                Err(e) => Frame::Binary(e.into_bytes().into()),
+            };
+            if !runtime.send_to_socket(socket, frame) {
+                return None;
+            }
+            record.touch(runtime.now_ms());
+            json!({})
+        }
+        Manage::Get => json!({
+            "connectedAt": iso_from_ms(record.connected_at),
+            "identity": {"sourceIp": record.source_ip, "userAgent": record.user_agent},
+            "lastActiveAt": iso_from_ms(record.last_active.load(std::sync::atomic::Ordering::Relaxed)),
+        }),
+        Manage::Delete => {
+            runtime.close_socket(socket, 1000, "disconnected by the application");
+            json!({})
+        }
+    })
+}
+
 impl Object for Connection {
     const CLASS: &'static str = "rooms_connection";
-    /// Connections take no calls: only their socket.
-    type Request = ();
-    type Reply = ();
+    /// The management API's requests; `None` in reply: the connection is gone.
+    type Request = Manage;
+    type Reply = Option<Value>;
 
     /// `{"action":"ping"}` → `{"action":"pong","timestamp":ISO}`, without waking the object.
     fn auto_response() -> Option<AutoResponse> {
@@ -74,15 +116,24 @@ impl Object for Connection {
         Ok(Connection { rooms: None })
     }
 
+    async fn on_request(&mut self, ctx: &mut Context, request: Manage) -> HookResult<Option<Value>> {
+        let shared = shared(ctx)?;
+        let Some(runtime) = shared.runtime.get() else {
+            return Ok(None);
+        };
+        Ok(manage(&shared, runtime, ctx.name(), request))
+    }
+
     async fn on_connect(&mut self, ctx: &mut Context, socket: NewSocket) -> HookResult {
         let record = record(ctx)?;
         let socket = ctx.accept(socket, &[])?;
         let _ = record.socket.set(socket.id());
-        // Announced before it joins: a connection does not hear of itself, and its branch room
-        // has sent it nothing yet when its client resubscribes with the offset it had.
+        // A connection does not hear of itself (in a cluster the announcement may come back
+        // after it joined), so its branch room has sent it nothing yet when its client
+        // resubscribes with the offset it had.
         if let Some(branch) = &record.branch_id {
             let data = json!({"userId": record.user_id, "role": record.role});
-            announce(ctx, branch, "user:connected", data)?;
+            announce(ctx, branch, "user:connected", data, Some(socket.id()))?;
         }
         let rooms = rules::own_rooms(&record.member());
         for room in &rooms {
@@ -133,7 +184,7 @@ impl Object for Connection {
         let now = ctx.now_ms();
         if let Some(branch) = &record.branch_id {
             let data = json!({"userId": record.user_id, "role": record.role, "duration": now - record.connected_at});
-            announce(ctx, branch, "user:disconnected", data)?;
+            announce(ctx, branch, "user:disconnected", data, None)?;
         }
         if let Some(backend) = &shared.backend {
             // Unlike API Gateway's best effort: stored with this event, retried until a 2xx.
@@ -169,10 +220,14 @@ fn record(ctx: &Context) -> HookResult<Arc<Record>> {
 }
 
 /// Publishes a presence event to a branch room.
-fn announce(ctx: &mut Context, branch: &str, kind: &'static str, data: Value) -> HookResult {
+fn announce(ctx: &mut Context, branch: &str, kind: &'static str, data: Value, except: Option<SocketId>) -> HookResult {
     let timestamp = iso_from_ms(ctx.now_ms());
     let room = format!("branch:{branch}");
-    ctx.publish(event(&[room], kind, data, &timestamp))?;
+    let publication = event(&[room], kind, data, &timestamp);
+    ctx.publish(match except {
+        Some(socket) => publication.except(socket),
+        None => publication,
+    })?;
     Ok(())
 }
 
