@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 pub use tungstenite::Utf8Bytes;
 
 /// A socket's id: unique across a cluster and stable for the socket's life.
@@ -187,6 +186,8 @@ struct Outbound {
     /// own lock rather than a `Notify`: the writer then waits without a `Notified` future in its
     /// state, which every idle socket would otherwise carry.
     writer: Option<Waker>,
+    /// Whoever waits for a close to be asked for (the gateway, to bound how long it takes).
+    closer: Option<Waker>,
 }
 
 /// Wakes the writer that `guard` held, after releasing the lock (the writer takes it first).
@@ -198,14 +199,29 @@ fn wake_writer(mut guard: std::sync::MutexGuard<'_, Outbound>) {
     }
 }
 
+/// Wakes the writer and whoever waits for the close, after releasing the lock.
+fn wake_for_close(mut guard: std::sync::MutexGuard<'_, Outbound>) {
+    let (writer, closer) = (guard.writer.take(), guard.closer.take());
+    drop(guard);
+    for waker in [writer, closer].into_iter().flatten() {
+        waker.wake();
+    }
+}
+
+/// Keeps `cx`'s waker in `slot`, reusing the one there if it would wake the same task.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) => waker.clone_from(cx.waker()),
+        None => *slot = Some(cx.waker().clone()),
+    }
+}
+
 /// The runtime's handle on one client socket.
 pub struct SocketConn {
     id: SocketId,
     limits: QueueLimits,
     // A plain mutex: it is held only to push or swap a queue, never across an await.
     outbound: Mutex<Outbound>,
-    // Wakes whoever waits for a close to be asked for (the gateway, to bound how long it takes).
-    closing: Notify,
     last_auto_response_ms: AtomicU64,
 }
 
@@ -224,7 +240,6 @@ impl SocketConn {
             id,
             limits,
             outbound: Mutex::new(Outbound::default()),
-            closing: Notify::new(),
             last_auto_response_ms: AtomicU64::new(0),
         }
     }
@@ -274,8 +289,7 @@ impl SocketConn {
                 code: CLOSE_POLICY,
                 reason: "slow consumer".into(),
             });
-            wake_writer(out);
-            self.closing.notify_waiters();
+            wake_for_close(out);
             metrics::counter!("switchboard_slow_consumer_closes_total").increment(1);
             metrics::counter!("switchboard_outbound_frames_dropped_total").increment(dropped);
             return Err(SendError::SlowConsumer);
@@ -303,8 +317,7 @@ impl SocketConn {
                 reason: reason.into(),
             });
         }
-        wake_writer(out);
-        self.closing.notify_waiters();
+        wake_for_close(out);
     }
 
     /// Asks the writer to send a WebSocket ping (the gateway's check that the peer is alive).
@@ -314,17 +327,19 @@ impl SocketConn {
         wake_writer(out);
     }
 
-    /// Resolves once a close has been asked for.
+    /// Resolves once a close has been asked for. One waiter per socket (its reader, or what
+    /// watches an adopted connection): the latest caller's waker is the one kept. A waker under
+    /// the queue's lock rather than a `Notify`, so a waiting reader carries no `Notified`.
     pub async fn closing(&self) {
-        loop {
-            let notified = self.closing.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_closing() {
-                return;
+        std::future::poll_fn(|cx| {
+            let mut out = self.outbound.lock().expect("socket queue poisoned");
+            if out.close.is_some() {
+                return Poll::Ready(());
             }
-            notified.await;
-        }
+            register(&mut out.closer, cx);
+            Poll::Pending
+        })
+        .await
     }
 
     /// The close asked for, if any.
@@ -355,10 +370,7 @@ impl SocketConn {
                 close: out.close.clone(),
             });
         }
-        match &mut out.writer {
-            Some(waker) => waker.clone_from(cx.waker()),
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        register(&mut out.writer, cx);
         Poll::Pending
     }
 
