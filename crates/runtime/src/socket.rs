@@ -11,9 +11,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 pub use tungstenite::Utf8Bytes;
 
 /// A socket's id: unique across a cluster and stable for the socket's life.
@@ -182,6 +182,38 @@ struct Outbound {
     bytes: usize,
     ping: bool,
     close: Option<CloseReason>,
+    /// The writer waiting for work, woken by whatever gives it some. A waker under the queue's
+    /// own lock rather than a `Notify`: the writer then waits without a `Notified` future in its
+    /// state, which every idle socket would otherwise carry.
+    writer: Option<Waker>,
+    /// Whoever waits for a close to be asked for (the gateway, to bound how long it takes).
+    closer: Option<Waker>,
+}
+
+/// Wakes the writer that `guard` held, after releasing the lock (the writer takes it first).
+fn wake_writer(mut guard: std::sync::MutexGuard<'_, Outbound>) {
+    let waker = guard.writer.take();
+    drop(guard);
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// Wakes the writer and whoever waits for the close, after releasing the lock.
+fn wake_for_close(mut guard: std::sync::MutexGuard<'_, Outbound>) {
+    let (writer, closer) = (guard.writer.take(), guard.closer.take());
+    drop(guard);
+    for waker in [writer, closer].into_iter().flatten() {
+        waker.wake();
+    }
+}
+
+/// Keeps `cx`'s waker in `slot`, reusing the one there if it would wake the same task.
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) => waker.clone_from(cx.waker()),
+        None => *slot = Some(cx.waker().clone()),
+    }
 }
 
 /// The runtime's handle on one client socket.
@@ -190,10 +222,6 @@ pub struct SocketConn {
     limits: QueueLimits,
     // A plain mutex: it is held only to push or swap a queue, never across an await.
     outbound: Mutex<Outbound>,
-    // Wakes the socket's single writer task.
-    ready: Notify,
-    // Wakes whoever waits for a close to be asked for (the gateway, to bound how long it takes).
-    closing: Notify,
     last_auto_response_ms: AtomicU64,
 }
 
@@ -212,8 +240,6 @@ impl SocketConn {
             id,
             limits,
             outbound: Mutex::new(Outbound::default()),
-            ready: Notify::new(),
-            closing: Notify::new(),
             last_auto_response_ms: AtomicU64::new(0),
         }
     }
@@ -263,11 +289,9 @@ impl SocketConn {
                 code: CLOSE_POLICY,
                 reason: "slow consumer".into(),
             });
-            drop(out);
-            self.closing.notify_waiters();
+            wake_for_close(out);
             metrics::counter!("switchboard_slow_consumer_closes_total").increment(1);
             metrics::counter!("switchboard_outbound_frames_dropped_total").increment(dropped);
-            self.ready.notify_one();
             return Err(SendError::SlowConsumer);
         }
         if let Delivery::Latest(key) = delivery {
@@ -276,12 +300,10 @@ impl SocketConn {
         }
         out.frames.push_back(frame);
         out.bytes = bytes;
-        let first = out.frames.len() == 1;
-        drop(out);
         // The writer drains everything each time it wakes, so only the first frame of a batch
         // needs to wake it.
-        if first {
-            self.ready.notify_one();
+        if out.frames.len() == 1 {
+            wake_writer(out);
         }
         Ok(())
     }
@@ -295,28 +317,29 @@ impl SocketConn {
                 reason: reason.into(),
             });
         }
-        drop(out);
-        self.ready.notify_one();
-        self.closing.notify_waiters();
+        wake_for_close(out);
     }
 
     /// Asks the writer to send a WebSocket ping (the gateway's check that the peer is alive).
     pub fn ping(&self) {
-        self.outbound.lock().expect("socket queue poisoned").ping = true;
-        self.ready.notify_one();
+        let mut out = self.outbound.lock().expect("socket queue poisoned");
+        out.ping = true;
+        wake_writer(out);
     }
 
-    /// Resolves once a close has been asked for.
+    /// Resolves once a close has been asked for. One waiter per socket (its reader, or what
+    /// watches an adopted connection): the latest caller's waker is the one kept. A waker under
+    /// the queue's lock rather than a `Notify`, so a waiting reader carries no `Notified`.
     pub async fn closing(&self) {
-        loop {
-            let notified = self.closing.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_closing() {
-                return;
+        std::future::poll_fn(|cx| {
+            let mut out = self.outbound.lock().expect("socket queue poisoned");
+            if out.close.is_some() {
+                return Poll::Ready(());
             }
-            notified.await;
-        }
+            register(&mut out.closer, cx);
+            Poll::Pending
+        })
+        .await
     }
 
     /// The close asked for, if any.
@@ -331,22 +354,24 @@ impl SocketConn {
 
     /// Waits for the next batch to write. Called by the socket's one writer task only.
     pub async fn next_batch(&self) -> Batch {
-        loop {
-            let notified = self.ready.notified();
-            {
-                let mut out = self.outbound.lock().expect("socket queue poisoned");
-                if !out.frames.is_empty() || out.close.is_some() || out.ping {
-                    out.bytes = 0;
-                    out.latest.clear();
-                    return Batch {
-                        ping: std::mem::take(&mut out.ping),
-                        frames: std::mem::take(&mut out.frames),
-                        close: out.close.clone(),
-                    };
-                }
-            }
-            notified.await;
+        std::future::poll_fn(|cx| self.poll_next_batch(cx)).await
+    }
+
+    /// The next batch to write, or `Pending` with `cx` woken once there is one. Only the latest
+    /// caller's waker is kept: there is one writer per socket.
+    pub fn poll_next_batch(&self, cx: &mut Context<'_>) -> Poll<Batch> {
+        let mut out = self.outbound.lock().expect("socket queue poisoned");
+        if !out.frames.is_empty() || out.close.is_some() || out.ping {
+            out.bytes = 0;
+            out.latest.clear();
+            return Poll::Ready(Batch {
+                ping: std::mem::take(&mut out.ping),
+                frames: std::mem::take(&mut out.frames),
+                close: out.close.clone(),
+            });
         }
+        register(&mut out.writer, cx);
+        Poll::Pending
     }
 
     /// Milliseconds since the epoch of the last auto-response sent on this socket (0: never).

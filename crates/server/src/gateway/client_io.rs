@@ -22,7 +22,8 @@ pub struct ClientIo<S = TcpStream> {
     _slot: IpSlot,
     /// False once the connection switched protocols: its bytes are no longer HTTP answers.
     http: bool,
-    substitute: Option<Substitute>,
+    /// Boxed: it is rare, and a WebSocket keeps this stream for its whole life.
+    substitute: Option<Box<Substitute>>,
 }
 
 /// A JSON answer being written in place of one of hyper's.
@@ -51,11 +52,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
         if buf.starts_with(b"HTTP/1.1 101 ") {
             self.http = false;
         } else if let Some(status) = automatic_error(buf) {
-            self.substitute = Some(Substitute {
+            self.substitute = Some(Box::new(Substitute {
                 bytes: json_answer(status),
                 sent: 0,
                 replaces: buf.len(),
-            });
+            }));
         }
     }
 

@@ -5,13 +5,15 @@
 //! given a moment to send its close frame and then stopped, and the handler hears about the
 //! close exactly once.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, StreamExt};
 use switchboard_apps::{RateLimit, SocketOptions};
-use switchboard_runtime::{Frame, Runtime, SocketConn};
+use switchboard_runtime::{CloseReason, Frame, Runtime, SocketConn};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -103,7 +105,7 @@ impl Connection {
     /// an idle socket costs only the two small loops, not the setup that preceded them.
     pub fn run<H: SocketHandler>(self, handler: H) {
         let (sink, stream) = self.ws.split();
-        let writer = tokio::spawn(write_loop(sink, self.conn.clone()));
+        let writer = tokio::spawn(Writer::new(sink, self.conn.clone()));
         let limits = Limits::new(&self.options);
         let reader = read_loop(
             stream,
@@ -322,13 +324,13 @@ async fn read_loop<H: SocketHandler>(
     mut guards: Guards,
     runtime: Runtime,
 ) {
-    let open = metrics::gauge!("switchboard_connections_open");
-    open.increment(1.0);
+    // Not held: a handle is two words of every idle socket's state, and is needed twice.
+    metrics::gauge!("switchboard_connections_open").increment(1.0);
     let frames_in = metrics::counter!("switchboard_frames_in_total");
     let mut peer_close: Option<(u16, String)> = None;
     let mut writer_done = false;
     let mut close_deadline: Option<tokio::time::Instant> = None;
-    // Made once, not per frame: each registers with a `Notify` when first polled.
+    // Made once, not per frame: each registers a waker when first polled.
     let server_stopping = shutdown.cancelled();
     let close_asked = conn.closing();
     tokio::pin!(server_stopping, close_asked);
@@ -432,37 +434,113 @@ async fn read_loop<H: SocketHandler>(
     let (code, reason) = peer_close.or(server_close).unwrap_or((close::ABNORMAL, String::new()));
     Box::pin(handler.on_close(&conn, code, reason)).await;
     runtime.socket_ended(conn.id());
-    open.decrement(1.0);
+    metrics::gauge!("switchboard_connections_open").decrement(1.0);
 }
 
-async fn write_loop(mut sink: SplitSink<ServerSocket, Message>, conn: Arc<SocketConn>) {
-    let frames_out = metrics::counter!("switchboard_frames_out_total");
-    loop {
-        let batch = conn.next_batch().await;
-        if batch.ping && sink.feed(Message::Ping(Default::default())).await.is_err() {
-            return;
+/// The writer task: drains the socket's queue in batches (feed every frame, flush once), and
+/// ends after sending the close frame or when the connection breaks.
+///
+/// A hand-written future rather than an `async fn`: every idle socket keeps one for its whole
+/// life, and the compiler's state for the loop (a `feed` future per await point, the batch and
+/// its iterator side by side) took 424 bytes and made the task a 640-byte allocation. This keeps
+/// only a pointer to the batch being written, and its task takes 256.
+struct Writer {
+    sink: SplitSink<ServerSocket, Message>,
+    conn: Arc<SocketConn>,
+    frames_out: metrics::Counter,
+    /// The batch being written; `None` while waiting for one.
+    batch: Option<Box<Written>>,
+}
+
+/// What is left of a batch: boxed, so a waiting writer carries only a pointer.
+struct Written {
+    ping: bool,
+    frames: std::collections::vec_deque::IntoIter<Frame>,
+    count: u64,
+    close: Option<CloseReason>,
+    /// Every frame (and the close, if any) is fed: flush, then wait for the next batch or end.
+    fed: bool,
+}
+
+impl Writer {
+    fn new(sink: SplitSink<ServerSocket, Message>, conn: Arc<SocketConn>) -> Self {
+        Writer {
+            sink,
+            conn,
+            frames_out: metrics::counter!("switchboard_frames_out_total"),
+            batch: None,
         }
-        let count = batch.frames.len() as u64;
-        for frame in batch.frames {
-            let msg = match frame {
-                Frame::Text(t) => Message::Text(t),
-                Frame::Binary(b) => Message::Binary(b),
+    }
+
+    /// Feeds `msg` once the sink has room; `Err` when the connection broke.
+    fn feed(
+        sink: &mut SplitSink<ServerSocket, Message>,
+        cx: &mut Context<'_>,
+        msg: impl FnOnce() -> Message,
+    ) -> Poll<Result<(), ()>> {
+        match ready!(Pin::new(&mut *sink).poll_ready(cx)) {
+            Ok(()) => Poll::Ready(Pin::new(sink).start_send(msg()).map_err(|_| ())),
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
+
+impl Future for Writer {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            let batch = match &mut this.batch {
+                Some(batch) => batch,
+                None => {
+                    let next = ready!(this.conn.poll_next_batch(cx));
+                    let count = next.frames.len() as u64;
+                    this.batch.insert(Box::new(Written {
+                        ping: next.ping,
+                        frames: next.frames.into_iter(),
+                        count,
+                        close: next.close,
+                        fed: false,
+                    }))
+                }
             };
-            if sink.feed(msg).await.is_err() {
-                return;
+            if !batch.fed {
+                if batch.ping {
+                    if ready!(Self::feed(&mut this.sink, cx, || Message::Ping(Default::default()))).is_err() {
+                        return Poll::Ready(());
+                    }
+                    batch.ping = false;
+                }
+                while batch.frames.len() > 0 {
+                    let frames = &mut batch.frames;
+                    let msg = || match frames.next().expect("not empty") {
+                        Frame::Text(t) => Message::Text(t),
+                        Frame::Binary(b) => Message::Binary(b),
+                    };
+                    if ready!(Self::feed(&mut this.sink, cx, msg)).is_err() {
+                        return Poll::Ready(());
+                    }
+                }
+                this.frames_out.increment(std::mem::take(&mut batch.count));
+                if let Some(reason) = &batch.close {
+                    let close = || {
+                        Message::Close(Some(CloseFrame {
+                            code: CloseCode::from(reason.code),
+                            reason: reason.reason.clone().into(),
+                        }))
+                    };
+                    if ready!(Self::feed(&mut this.sink, cx, close)).is_err() {
+                        return Poll::Ready(());
+                    }
+                }
+                batch.fed = true;
             }
-        }
-        frames_out.increment(count);
-        if let Some(reason) = batch.close {
-            let frame = CloseFrame {
-                code: CloseCode::from(reason.code),
-                reason: reason.reason.into(),
-            };
-            let _ = sink.send(Message::Close(Some(frame))).await;
-            return;
-        }
-        if sink.flush().await.is_err() {
-            return;
+            let flushed = ready!(Pin::new(&mut this.sink).poll_flush(cx));
+            if batch.close.is_some() || flushed.is_err() {
+                return Poll::Ready(());
+            }
+            this.batch = None;
         }
     }
 }
