@@ -124,13 +124,6 @@ pub struct NatsCluster {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-fn bucket_err(bucket: &str) -> impl Fn(String) -> JoinError + '_ {
-    move |message| JoinError::Bucket {
-        bucket: bucket.to_string(),
-        message,
-    }
-}
-
 async fn bucket(
     js: &async_nats::jetstream::Context,
     name: String,
@@ -149,7 +142,10 @@ async fn bucket(
         ..Default::default()
     })
     .await
-    .map_err(|e| bucket_err(&name)(e.to_string()))
+    .map_err(|e| JoinError::Bucket {
+        bucket: name.clone(),
+        message: e.to_string(),
+    })
 }
 
 impl NatsCluster {
@@ -237,11 +233,6 @@ impl NatsCluster {
 
     fn local(&self) -> Option<&LocalNode> {
         self.local.get()
-    }
-
-    /// How many objects this node holds leases of.
-    pub fn held(&self) -> usize {
-        self.held.lock().expect("leases poisoned").len()
     }
 
     /// Leaves the cluster after the runtime shut down: gives up every lease at once (so other

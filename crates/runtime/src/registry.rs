@@ -1327,7 +1327,18 @@ impl<O: Object> Stub<O> {
             .ok_or_else(|| CallError::UnknownClass(O::CLASS.into()))?;
         let auto_response = class.auto_response().cloned();
         if let Some(node) = self.rt.owner(&self.address()).await? {
-            return self.connect_remote(node, conn, info, auto_response).await;
+            match self
+                .connect_remote(node, conn.clone(), info.clone(), auto_response.clone())
+                .await
+            {
+                // Never delivered (the owner just left): where it lives now may be known.
+                Err(CallError::Unreachable(_)) => {
+                    if let Some(now) = self.rt.owner(&self.address()).await? {
+                        return self.connect_remote(now, conn, info, auto_response).await;
+                    }
+                }
+                answer => return answer,
+            }
         }
         let (tx, rx) = oneshot::channel();
         let socket = NewSocket {
