@@ -249,7 +249,8 @@ async fn calls_sockets_and_rooms_cross_nodes() {
 async fn a_killed_owner_loses_no_acknowledged_increment() {
     let cluster = Cluster::start("kill", 3);
     assert_eq!(counter(&cluster.nodes[0], "increment", "busy").await.1["value"], 1);
-    let acked = Arc::new(AtomicU64::new(1));
+    // Acknowledged increments, watched: the test waits on their count, not on time.
+    let acked = Arc::new(tokio::sync::watch::Sender::new(1u64));
     let maybe = Arc::new(AtomicU64::new(0));
     let killed_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
     let mut workers = Vec::new();
@@ -264,7 +265,7 @@ async fn a_killed_owner_loses_no_acknowledged_increment() {
                 let killed = *killed_at.lock().unwrap();
                 match status {
                     200 => {
-                        acked.fetch_add(1, Ordering::SeqCst);
+                        acked.send_modify(|n| *n += 1);
                         if let Some(at) = killed {
                             after_kill += 1;
                             back_in.get_or_insert(at.elapsed());
@@ -281,9 +282,11 @@ async fn a_killed_owner_loses_no_acknowledged_increment() {
             back_in.unwrap()
         }));
     }
-    while acked.load(Ordering::SeqCst) < 40 {
-        tokio::task::yield_now().await;
-    }
+    let mut count = acked.subscribe();
+    tokio::time::timeout(WAIT, count.wait_for(|n| *n >= 40))
+        .await
+        .expect("40 increments")
+        .unwrap();
     cluster.nodes[0].signal(9);
     *killed_at.lock().unwrap() = Some(Instant::now());
     for worker in workers {
@@ -293,7 +296,7 @@ async fn a_killed_owner_loses_no_acknowledged_increment() {
             "served again after {back_in:?}"
         );
     }
-    let (acked, maybe) = (acked.load(Ordering::SeqCst), maybe.load(Ordering::SeqCst));
+    let (acked, maybe) = (*acked.borrow(), maybe.load(Ordering::SeqCst));
     let value = counter(&cluster.nodes[1], "getValue", "busy").await.1["value"]
         .as_u64()
         .unwrap();
@@ -471,7 +474,10 @@ async fn a_rolling_restart_loses_nothing() {
     let mut cluster = Cluster::start("rolling", 3);
     let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url("/rpc/counter.increment")).collect();
     let up = Arc::new(std::sync::Mutex::new(vec![true; 3]));
-    let (acked, unknown) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (acked, unknown) = (
+        Arc::new(tokio::sync::watch::Sender::new(0u64)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker = {
         let (up, acked, unknown, stop) = (up.clone(), acked.clone(), unknown.clone(), stop.clone());
@@ -485,30 +491,24 @@ async fn a_rolling_restart_loses_nothing() {
                 };
                 let sent = http.post(&urls[i]).json(&json!({"name": "rolling"})).send().await;
                 match sent.map(|r| r.status().as_u16()) {
-                    Ok(200) => acked.fetch_add(1, Ordering::SeqCst),
-                    Ok(504) => unknown.fetch_add(1, Ordering::SeqCst),
+                    Ok(200) => acked.send_modify(|n| *n += 1),
+                    Ok(504) => drop(unknown.fetch_add(1, Ordering::SeqCst)),
                     // Refused before anything was done: a node stopping, or the object moving.
-                    Ok(503) | Err(_) => 0,
+                    Ok(503) | Err(_) => {}
                     Ok(other) => panic!("unexpected status {other}"),
-                };
+                }
             }
         })
     };
     // Until 20 more are acknowledged; a worker that stopped (a failed assertion) fails the test.
     let twenty_more = |worker: &tokio::task::JoinHandle<()>| {
-        let target = acked.load(Ordering::SeqCst) + 20;
-        let acked = acked.clone();
+        let target = *acked.borrow() + 20;
+        let mut count = acked.subscribe();
         let finished = worker.is_finished();
         async move {
             assert!(!finished, "the load stopped");
-            let started = Instant::now();
-            while acked.load(Ordering::SeqCst) < target {
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "the counter stopped serving"
-                );
-                tokio::task::yield_now().await;
-            }
+            let served = tokio::time::timeout(Duration::from_secs(60), count.wait_for(|n| *n >= target)).await;
+            assert!(served.is_ok(), "the counter stopped serving");
         }
     };
     for i in 0..3 {
@@ -528,7 +528,7 @@ async fn a_rolling_restart_loses_nothing() {
     twenty_more(&worker).await;
     stop.store(true, Ordering::SeqCst);
     worker.await.unwrap();
-    let (acked, unknown) = (acked.load(Ordering::SeqCst), unknown.load(Ordering::SeqCst));
+    let (acked, unknown) = (*acked.borrow(), unknown.load(Ordering::SeqCst));
     let value = counter(&cluster.nodes[0], "getValue", "rolling").await.1["value"]
         .as_u64()
         .unwrap();
