@@ -222,11 +222,6 @@ impl NatsCluster {
         self.tasks.lock().expect("tasks poisoned").push(tokio::spawn(task));
     }
 
-    /// A short task nobody waits for (not kept in `tasks`).
-    fn spawn_detached(&self, task: impl Future<Output = ()> + Send + 'static) {
-        drop(tokio::spawn(task));
-    }
-
     fn subject(&self, node: &str) -> String {
         format!("{}.node.{node}", self.config.prefix)
     }
@@ -286,32 +281,27 @@ impl NatsCluster {
                     match entry {
                         Some(e) if e.operation == Operation::Put => {
                             let holder = String::from_utf8_lossy(&e.value).into_owned();
-                            if holder != *me && self.is_gone(&holder) {
-                                // Its process is gone (NATS knows no subscriber for it): take the
-                                // lease now rather than when it lapses. Safe even if the node
-                                // lives on: the fence below stops its writes.
-                                match self.leases.update(&key, me.clone().into(), e.revision).await {
-                                    Ok(revision) => {
-                                        tracing::info!(%address, from = %holder, "took the object of a node that is gone");
-                                        revision
-                                    }
-                                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-                                    Err(e) => return Err(unreachable(&e)),
-                                }
-                            } else if holder != *me {
+                            if holder != *me && !self.is_gone(&holder) {
                                 let seen = (holder.clone(), Instant::now());
                                 self.holders
                                     .lock()
                                     .expect("holders poisoned")
                                     .insert(address.clone(), seen);
                                 return Ok(Some(holder));
-                            } else {
-                                // Ours from before a restart under the same id: renew it, then fence.
-                                match self.leases.update(&key, me.clone().into(), e.revision).await {
-                                    Ok(revision) => revision,
-                                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-                                    Err(e) => return Err(unreachable(&e)),
+                            }
+                            // Ours from before a restart under the same id, or held by a node
+                            // NATS knows no subscriber for (gone): take it now rather than when
+                            // it lapses. Safe even if that node lives on: the fence below stops
+                            // its writes.
+                            match self.leases.update(&key, me.clone().into(), e.revision).await {
+                                Ok(revision) => {
+                                    if holder != *me {
+                                        tracing::info!(%address, from = %holder, "took the object of a node that is gone");
+                                    }
+                                    revision
                                 }
+                                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                                Err(e) => return Err(unreachable(&e)),
                             }
                         }
                         // Released or lapsed meanwhile.
@@ -341,6 +331,13 @@ impl NatsCluster {
         Err(CallError::Unreachable(format!(
             "the lease of {address} keeps changing hands"
         )))
+    }
+
+    /// The holder of another node's object, as last seen within a lease's life.
+    fn known_holder(&self, address: &Address) -> Option<String> {
+        let holders = self.holders.lock().expect("holders poisoned");
+        let (holder, seen) = holders.get(address)?;
+        (seen.elapsed() < self.config.lease_ttl).then(|| holder.clone())
     }
 
     /// Whether `node` was found without a subscriber recently (within a lease's life).
@@ -413,8 +410,8 @@ impl NatsCluster {
         }
     }
 
-    /// Keeps `holders` and `tags` current, and tells this node when another took one of its
-    /// objects (a lease it let lapse).
+    /// Keeps `holders` current, and tells this node when another took one of its objects (a
+    /// lease it let lapse).
     async fn watch_leases(self: Arc<Self>) {
         let Ok(mut watch) = self.leases.watch_all().await else {
             tracing::error!("cannot watch the lease bucket");
@@ -608,16 +605,16 @@ impl NatsCluster {
     /// Delivers a publication another node sent, once.
     fn received_publication(&self, local: &LocalNode, message: async_nats::Message) {
         let headers = message.headers.as_ref();
-        let header = |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
-        if header(ORIGIN).as_deref() == Some(self.config.node_id.as_str()) {
+        let header = |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+        if header(ORIGIN) == Some(self.config.node_id.as_str()) {
             return;
         }
         if let Some(id) = header(PUBLICATION) {
             let mut recent = self.recent.lock().expect("recent publications poisoned");
-            if !recent.0.insert(id.clone()) {
+            if !recent.0.insert(id.to_string()) {
                 return;
             }
-            recent.1.push_back(id);
+            recent.1.push_back(id.to_string());
             if recent.1.len() > RECENT_PUBLICATIONS
                 && let Some(old) = recent.1.pop_front()
             {
@@ -679,10 +676,8 @@ impl Cluster for NatsCluster {
         if self.held.lock().expect("leases poisoned").contains_key(address) {
             return Box::pin(std::future::ready(Ok(None)));
         }
-        if let Some((holder, seen)) = self.holders.lock().expect("holders poisoned").get(address)
-            && seen.elapsed() < self.config.lease_ttl
-        {
-            return Box::pin(std::future::ready(Ok(Some(holder.clone()))));
+        if let Some(holder) = self.known_holder(address) {
+            return Box::pin(std::future::ready(Ok(Some(holder))));
         }
         let (this, address) = (self.this.upgrade(), address.clone());
         Box::pin(async move {
@@ -700,7 +695,7 @@ impl Cluster for NatsCluster {
         self.backend.forget(address);
         let (leases, key) = (self.leases.clone(), address_key(address));
         // If this node takes the object again meanwhile, the revision moved and this does nothing.
-        self.spawn_detached(async move {
+        tokio::spawn(async move {
             let _ = leases.delete_expect_revision(key, Some(revision)).await;
         });
     }
@@ -709,11 +704,7 @@ impl Cluster for NatsCluster {
         if self.held.lock().expect("leases poisoned").contains_key(address) {
             return Some(self.config.node_id.clone());
         }
-        let holders = self.holders.lock().expect("holders poisoned");
-        holders
-            .get(address)
-            .filter(|(_, seen)| seen.elapsed() < self.config.lease_ttl)
-            .map(|(h, _)| h.clone())
+        self.known_holder(address)
     }
 
     fn node_of_socket(&self, socket: SocketId) -> Option<String> {
@@ -749,13 +740,16 @@ impl Cluster for NatsCluster {
             self.config.node_id,
             self.publications.fetch_add(1, Ordering::Relaxed)
         );
-        if prepared.has_history() {
-            // Every node keeps a copy of every history, so a client recovers on any node.
+        let headers = || {
             let mut headers = HeaderMap::new();
             headers.insert(ORIGIN, self.config.node_id.as_str());
             headers.insert(PUBLICATION, id.as_str());
+            headers
+        };
+        if prepared.has_history() {
+            // Every node keeps a copy of every history, so a client recovers on any node.
             let subject = format!("{}.history", self.config.prefix);
-            let _ = self.outgoing.send((subject, headers, payload));
+            let _ = self.outgoing.send((subject, headers(), payload));
             return;
         }
         let mut sent = HashSet::new();
@@ -764,11 +758,8 @@ impl Cluster for NatsCluster {
             if !sent.insert(token.clone()) {
                 continue;
             }
-            let mut headers = HeaderMap::new();
-            headers.insert(ORIGIN, self.config.node_id.as_str());
-            headers.insert(PUBLICATION, id.as_str());
             let subject = format!("{}.topic.{token}", self.config.prefix);
-            let _ = self.outgoing.send((subject, headers, payload.clone()));
+            let _ = self.outgoing.send((subject, headers(), payload.clone()));
         }
     }
 

@@ -257,7 +257,7 @@ impl Backend for ClusterBackend {
         if is_local(address) {
             return self.local.get(address, key);
         }
-        let this = self.handle();
+        let this = self.clone();
         let (address, key) = (address.clone(), key.to_string());
         Box::pin(async move { Ok(this.load(&address).await?.keys.get(&key).cloned()) })
     }
@@ -266,7 +266,7 @@ impl Backend for ClusterBackend {
         if is_local(address) {
             return self.local.list(address, options);
         }
-        let this = self.handle();
+        let this = self.clone();
         let (address, options) = (address.clone(), options.clone());
         Box::pin(async move { Ok(this.load(&address).await?.list(&options)) })
     }
@@ -275,13 +275,17 @@ impl Backend for ClusterBackend {
         let (local, shared): (Vec<_>, Vec<_>) = batch.into_iter().partition(|w| is_local(&w.address));
         // One write per object, its ops in the order the batch has them.
         let mut by_object: Vec<(Address, Vec<WriteOp>)> = Vec::new();
+        let mut index: HashMap<Address, usize> = HashMap::new();
         for w in shared {
-            match by_object.iter_mut().find(|(a, _)| *a == w.address) {
-                Some((_, ops)) => ops.extend(w.ops),
-                None => by_object.push((w.address, w.ops)),
+            match index.get(&w.address) {
+                Some(&i) => by_object[i].1.extend(w.ops),
+                None => {
+                    index.insert(w.address.clone(), by_object.len());
+                    by_object.push((w.address, w.ops));
+                }
             }
         }
-        let this = self.handle();
+        let this = self.clone();
         Box::pin(async move {
             let writes = by_object.into_iter().map(|(address, ops)| this.write(address, ops));
             // Published together, acknowledged by the stream's quorum each.
@@ -297,13 +301,10 @@ impl Backend for ClusterBackend {
     }
 
     fn alarms(&self) -> BackendFuture<Vec<(Address, i64)>> {
-        let this = self.handle();
+        let this = self.clone();
         Box::pin(async move {
             let mut alarms = this.local.alarms().await?;
-            let mut keys = match this.alarms.keys().await {
-                Ok(keys) => keys,
-                Err(e) => return Err(nats_err(e)),
-            };
+            let mut keys = this.alarms.keys().await.map_err(nats_err)?;
             let mut names = Vec::new();
             while let Some(key) = keys.next().await {
                 names.push(key.map_err(nats_err)?);
@@ -319,12 +320,5 @@ impl Backend for ClusterBackend {
             }
             Ok(alarms)
         })
-    }
-}
-
-impl ClusterBackend {
-    /// A clone for a future that outlives `&self`.
-    fn handle(&self) -> Arc<ClusterBackend> {
-        Arc::new(self.clone())
     }
 }

@@ -254,9 +254,12 @@ pub(crate) fn finish_event(rt: &Runtime, core: &SlotCore, ctx: &mut Context) {
             }
         }));
     }
-    let (routed, publishes): (Vec<_>, Vec<_>) = std::mem::take(&mut ctx.publishes)
-        .into_iter()
-        .partition(|(p, _)| rt.routes(p));
+    let publishes = std::mem::take(&mut ctx.publishes);
+    let (routed, publishes): (Vec<_>, Vec<_>) = if rt.inner.routed.is_some() {
+        publishes.into_iter().partition(|(p, _)| rt.routes(p))
+    } else {
+        (Vec::new(), publishes)
+    };
     if !routed.is_empty() {
         // Numbered by the cluster's numbering node, once this event's writes are durable.
         let rt = rt.clone();

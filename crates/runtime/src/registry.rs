@@ -354,12 +354,12 @@ pub struct RuntimeBuilder {
     clock: Option<Clock>,
 }
 
-/// Where topic histories are stored.
 /// The address whose lease makes a node the one that numbers a cluster's topic histories.
 pub(crate) fn histories_address() -> Address {
     Address::new(RESERVED_CLASS, "histories")
 }
 
+/// Where topic histories are stored.
 pub(crate) fn topics_address() -> Address {
     Address::new(RESERVED_CLASS, "topics")
 }
@@ -973,11 +973,10 @@ impl Runtime {
         }
     }
 
-    /// Whether an object's publication goes to the cluster's numbering node instead of being
-    /// numbered with the object's writes.
+    /// In a cluster, whether an object's publication goes to the cluster's numbering node
+    /// instead of being numbered with the object's writes.
     pub(crate) fn routes(&self, publication: &Publication) -> bool {
-        self.inner.routed.is_some()
-            && publication.spec.is_some()
+        publication.spec.is_some()
             && !self.inner.numbering.load(Ordering::Acquire)
             && self.inner.hub.has_history(publication.topics())
     }
