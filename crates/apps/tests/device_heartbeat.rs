@@ -11,7 +11,9 @@ use serde_json::Value;
 use switchboard_apps::App;
 use switchboard_apps::device::{Device, DeviceConfig, Devices, Directory, DirectoryRequest, SINGLETON};
 use switchboard_runtime::storage::memory::MemoryBackend;
-use switchboard_runtime::{CloseReason, ConnectInfo, Frame, QueueLimits, Runtime, RuntimeConfig, SocketConn};
+use switchboard_runtime::{
+    CloseReason, ConnectInfo, Frame, Object, ObjectSocket, QueueLimits, Runtime, RuntimeConfig, SocketConn,
+};
 
 /// What a socket was sent, frame by frame.
 struct Received {
@@ -69,23 +71,9 @@ async fn silence_past_the_heartbeat_timeout_is_offline_and_heartbeats_count() {
     let runtime = Devices.register(&config, builder).start().await.unwrap();
     let start = runtime.now_ms();
 
-    let dashboard_conn = runtime.new_socket(QueueLimits::default());
-    let _dashboard = runtime
-        .object::<Directory>(SINGLETON)
-        .connect(dashboard_conn.clone(), ConnectInfo::default())
-        .await
-        .unwrap()
-        .expect("the dashboard is accepted");
-    let mut dashboard = Received::new(dashboard_conn);
+    let (_dashboard, mut dashboard) = connect::<Directory>(&runtime, SINGLETON).await;
 
-    let device_conn = runtime.new_socket(QueueLimits::default());
-    let device_socket = runtime
-        .object::<Device>("gate-1")
-        .connect(device_conn.clone(), ConnectInfo::default())
-        .await
-        .unwrap()
-        .expect("the device is accepted");
-    let mut device = Received::new(device_conn);
+    let (device_socket, mut device) = connect::<Device>(&runtime, "gate-1").await;
     let online = dashboard.next_json().await;
     assert_eq!(online["type"], "device_status");
     assert_eq!(online["status"], "online");
@@ -143,6 +131,18 @@ async fn silence_past_the_heartbeat_timeout_is_offline_and_heartbeats_count() {
     runtime.shutdown().await;
 }
 
+/// A socket accepted by object `name` of class `O`, and what it receives.
+async fn connect<O: Object>(runtime: &Runtime, name: &str) -> (ObjectSocket, Received) {
+    let conn = runtime.new_socket(QueueLimits::default());
+    let socket = runtime
+        .object::<O>(name)
+        .connect(conn.clone(), ConnectInfo::default())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name} accepts the socket"));
+    (socket, Received::new(conn))
+}
+
 /// Waits until the device has handled everything before (a call is answered after the
 /// earlier events' outputs are released).
 async fn settle(runtime: &Runtime) {
@@ -168,25 +168,12 @@ async fn a_device_online_at_a_restart_goes_offline_by_its_alarm() {
     };
     let runtime = start(backend.clone()).await.unwrap();
     let connected_at = runtime.now_ms();
-    let device_conn = runtime.new_socket(QueueLimits::default());
-    runtime
-        .object::<Device>("gate-1")
-        .connect(device_conn, ConnectInfo::default())
-        .await
-        .unwrap()
-        .expect("the device is accepted");
+    let _ = connect::<Device>(&runtime, "gate-1").await;
     settle(&runtime).await;
     runtime.shutdown().await;
 
     let runtime = start(backend).await.unwrap();
-    let dashboard_conn = runtime.new_socket(QueueLimits::default());
-    let _dashboard = runtime
-        .object::<Directory>(SINGLETON)
-        .connect(dashboard_conn.clone(), ConnectInfo::default())
-        .await
-        .unwrap()
-        .expect("the dashboard is accepted");
-    let mut dashboard = Received::new(dashboard_conn);
+    let (_dashboard, mut dashboard) = connect::<Directory>(&runtime, SINGLETON).await;
     tokio::time::advance(Duration::from_millis(config.heartbeat_timeout_ms + 1)).await;
     let offline = dashboard.next_json().await;
     assert_eq!(offline["type"], "device_status");
