@@ -271,6 +271,7 @@ async fn chat_scenarios_and_floor_measure_real_work() {
     .results[0];
     assert_eq!(int(&floor["frames_written"]), 400, "{floor}");
     assert_eq!(int(&floor["frames_delivered"]), 400, "{floor}");
+    assert_eq!(int(&floor["latency"]["count"]), 400, "every frame timed: {floor}");
 }
 
 /// The rooms scenarios against the rooms app: every event published reached every subscriber

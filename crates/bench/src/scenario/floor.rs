@@ -4,11 +4,13 @@
 //! process's other threads drain them. The sender's own CPU time (from
 //! `/proc/thread-self/stat`, which on loopback includes the receiving side's TCP work done in its
 //! `write()`s) divided by the frames delivered is the floor a fan-out row is compared with.
+//! The drain also times each frame from its scheduled send to its arrival, as a fan-out does:
+//! the latency no server can beat at that shape on this machine.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -16,6 +18,7 @@ use serde_json::json;
 use tokio::io::AsyncReadExt;
 
 use crate::client::Sources;
+use crate::latency::{Recorder, Summary};
 use crate::report::{self, Format, Report};
 use crate::target::round3;
 
@@ -53,6 +56,12 @@ fn frame(len: usize, seq: u64) -> Vec<u8> {
     out
 }
 
+/// The sequence number a frame of [`frame`] carries, if it was long enough to hold it.
+fn seq_of(frame: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(frame.get(2..)?).ok()?;
+    text.trim_end().strip_prefix("{\"seq\":")?.strip_suffix('}')?.parse().ok()
+}
+
 /// CPU seconds of the calling thread.
 fn thread_cpu_s() -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").context("cannot read /proc/thread-self/stat")?;
@@ -63,9 +72,10 @@ fn thread_cpu_s() -> anyhow::Result<f64> {
     Ok(ticks as f64 / crate::probe::clock_ticks_per_second())
 }
 
-/// Accepts `n` sockets, then writes one frame to each at `rate` for `duration`; returns its CPU
-/// seconds while sending and how many frames it wrote.
-fn send(listener: TcpListener, args: FloorArgs) -> anyhow::Result<(f64, u64)> {
+/// Accepts `n` sockets, then writes one frame to each at `rate` for `duration` from `started`
+/// (set once every socket is accepted); returns its CPU seconds while sending and how many
+/// frames it wrote.
+fn send(listener: TcpListener, args: FloorArgs, started: Arc<OnceLock<Instant>>) -> anyhow::Result<(f64, u64)> {
     let mut sockets: Vec<TcpStream> = Vec::with_capacity(args.subscribers);
     for _ in 0..args.subscribers {
         let (s, _) = listener.accept()?;
@@ -73,7 +83,7 @@ fn send(listener: TcpListener, args: FloorArgs) -> anyhow::Result<(f64, u64)> {
         sockets.push(s);
     }
     let ticks = (args.rate * args.duration).round() as u64;
-    let started = Instant::now();
+    let started = *started.get_or_init(Instant::now);
     let cpu_before = thread_cpu_s()?;
     let mut written = 0;
     for seq in 0..ticks {
@@ -98,26 +108,41 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<Report> {
     );
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr: SocketAddr = listener.local_addr()?;
+    let started = Arc::new(OnceLock::new());
     let sender = {
-        let args = args.clone();
+        let (args, started) = (args.clone(), started.clone());
         std::thread::Builder::new()
             .name("floor-sender".into())
-            .spawn(move || send(listener, args))?
+            .spawn(move || send(listener, args, started))?
     };
     let sources = Sources::new(args.subscribers as u64);
     let received = Arc::new(AtomicU64::new(0));
+    let latency = Arc::new(Recorder::default());
     let bar = report::bar(args.subscribers as u64, "connecting");
     for i in 0..args.subscribers {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.bind(SocketAddr::new(sources.of(i as u64).into(), 0))?;
         let mut stream = socket.connect(addr).await.context("connecting to the sender")?;
-        let received = received.clone();
+        let (received, latency, started) = (received.clone(), latency.clone(), started.clone());
+        let (frame_len, rate) = (args.frame, args.rate);
         tokio::spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];
-            while let Ok(n) = stream.read(&mut buf).await {
+            let mut filled = 0;
+            while let Ok(n) = stream.read(&mut buf[filled..]).await {
                 if n == 0 {
                     break;
                 }
+                filled += n;
+                let whole = filled - filled % frame_len;
+                for frame in buf[..whole].chunks_exact(frame_len) {
+                    if let (Some(seq), Some(started)) = (seq_of(frame), started.get()) {
+                        let due = *started + Duration::from_secs_f64(seq as f64 / rate);
+                        latency.record(i, due.elapsed().as_micros() as u64);
+                    }
+                }
+                buf.copy_within(whole..filled, 0);
+                filled -= whole;
+                // Counted once timed: the count tells the run when every frame is recorded.
                 received.fetch_add(n as u64, Ordering::Relaxed);
             }
         });
@@ -140,6 +165,7 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<Report> {
         "sender_cpu_s": round3(cpu_s),
         "us_per_delivery": round3(cpu_s * 1e6 / written.max(1) as f64),
         "deliveries_per_cpu_s": round3(written as f64 / cpu_s.max(1e-9)),
+        "latency": Summary::of(&latency.take()),
     });
     Ok(Report::new("floor", &args, vec![result]))
 }
@@ -156,5 +182,7 @@ mod tests {
             assert_eq!(f.len(), len);
             assert_eq!((f[0], f[1] as usize), (0x81, len - 2));
         }
+        assert_eq!(seq_of(&frame(110, 12345)), Some(12345));
+        assert_eq!(seq_of(&frame(4, 12345)), None);
     }
 }
