@@ -59,7 +59,11 @@ fn frame(len: usize, seq: u64) -> Vec<u8> {
 /// The sequence number a frame of [`frame`] carries, if it was long enough to hold it.
 fn seq_of(frame: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(frame.get(2..)?).ok()?;
-    text.trim_end().strip_prefix("{\"seq\":")?.strip_suffix('}')?.parse().ok()
+    text.trim_end()
+        .strip_prefix("{\"seq\":")?
+        .strip_suffix('}')?
+        .parse()
+        .ok()
 }
 
 /// CPU seconds of the calling thread.
