@@ -265,7 +265,7 @@ async fn chat_scenarios_and_floor_measure_real_work() {
     let floor = &bench(
         "floor",
         &[],
-        &["--subscribers", "20", "--rate", "20", "--duration", "1"],
+        &["--subscribers=20", "--rate=20", "--duration=1", "--senders=2"],
     )
     .await
     .results[0];

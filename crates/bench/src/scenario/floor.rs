@@ -1,11 +1,12 @@
 //! `floor`: what the kernel charges to deliver one frame over loopback TCP, the cost no server
-//! can go under. A sender thread does nothing but one `write()` of the same small WebSocket
-//! frame per socket at the given rate, over as many sockets as a fan-out run has, while this
-//! process's other threads drain them. The sender's own CPU time (from
-//! `/proc/thread-self/stat`, which on loopback includes the receiving side's TCP work done in its
-//! `write()`s) divided by the frames delivered is the floor a fan-out row is compared with.
-//! The drain also times each frame from its scheduled send to its arrival, as a fan-out does:
-//! the latency no server can beat at that shape on this machine.
+//! can go under. A sender thread (or several, `--senders`, each with its share of the sockets)
+//! does nothing but one `write()` of the same small WebSocket frame per socket at the given
+//! rate, over as many sockets as a fan-out run has, while this process's other threads drain
+//! them. The senders' own CPU time (from `/proc/thread-self/stat`, which on loopback includes
+//! the receiving side's TCP work done in their `write()`s) divided by the frames delivered is the
+//! floor a fan-out row is compared with. The drain also times each frame from its scheduled
+//! send to its arrival, as a fan-out does: the latency no server can beat at that shape on this
+//! machine.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,6 +38,10 @@ pub struct FloorArgs {
     /// Bytes of each frame on the wire, header included (a display update is about 110).
     #[arg(long, default_value_t = 110)]
     pub frame: usize,
+    /// Sender threads, each writing every burst to its share of the sockets: with more than
+    /// one, the floor of a server that spreads one broadcast over that many cores.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
     /// Output: one JSON line, or a table for people.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     #[serde(skip)]
@@ -77,8 +82,8 @@ fn thread_cpu_s() -> anyhow::Result<f64> {
 }
 
 /// Accepts `n` sockets, then writes one frame to each at `rate` for `duration` from `started`
-/// (set once every socket is accepted); returns its CPU seconds while sending and how many
-/// frames it wrote.
+/// (set once every socket is accepted), on `senders` threads; returns their CPU seconds while
+/// sending and how many frames they wrote.
 fn send(listener: TcpListener, args: FloorArgs, started: Arc<OnceLock<Instant>>) -> anyhow::Result<(f64, u64)> {
     let mut sockets: Vec<TcpStream> = Vec::with_capacity(args.subscribers);
     for _ in 0..args.subscribers {
@@ -86,8 +91,27 @@ fn send(listener: TcpListener, args: FloorArgs, started: Arc<OnceLock<Instant>>)
         s.set_nodelay(true)?;
         sockets.push(s);
     }
-    let ticks = (args.rate * args.duration).round() as u64;
     let started = *started.get_or_init(Instant::now);
+    let share = sockets.len().div_ceil(args.senders);
+    std::thread::scope(|scope| {
+        let senders: Vec<_> = sockets
+            .chunks_mut(share)
+            .map(|part| scope.spawn(|| write_bursts(part, &args, started)))
+            .collect();
+        let mut total = (0.0, 0);
+        for sender in senders {
+            let (cpu_s, written) = sender
+                .join()
+                .map_err(|_| anyhow::anyhow!("a sender thread panicked"))??;
+            total = (total.0 + cpu_s, total.1 + written);
+        }
+        Ok(total)
+    })
+}
+
+/// One sender's loop: each burst, one write of the frame to every socket of its share.
+fn write_bursts(sockets: &mut [TcpStream], args: &FloorArgs, started: Instant) -> anyhow::Result<(f64, u64)> {
+    let ticks = (args.rate * args.duration).round() as u64;
     let cpu_before = thread_cpu_s()?;
     let mut written = 0;
     for seq in 0..ticks {
@@ -96,7 +120,7 @@ fn send(listener: TcpListener, args: FloorArgs, started: Arc<OnceLock<Instant>>)
             std::thread::sleep(wait);
         }
         let bytes = frame(args.frame, seq);
-        for socket in &mut sockets {
+        for socket in sockets.iter_mut() {
             socket.write_all(&bytes)?;
             written += 1;
         }
@@ -104,11 +128,15 @@ fn send(listener: TcpListener, args: FloorArgs, started: Arc<OnceLock<Instant>>)
     Ok((thread_cpu_s()? - cpu_before, written))
 }
 
-/// Runs the floor: a sender thread, and this process draining every socket.
+/// Runs the floor: the sender threads, and this process draining every socket.
 pub async fn run(args: FloorArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(
-        args.subscribers > 0 && args.rate > 0.0 && args.duration > 0.0 && (4..=127).contains(&args.frame),
-        "--subscribers, --rate and --duration must be positive, --frame 4 to 127 bytes"
+        args.subscribers > 0
+            && args.rate > 0.0
+            && args.duration > 0.0
+            && (4..=127).contains(&args.frame)
+            && (1..=args.subscribers).contains(&args.senders),
+        "--subscribers, --rate and --duration must be positive, --frame 4 to 127 bytes, --senders 1 to --subscribers"
     );
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr: SocketAddr = listener.local_addr()?;
