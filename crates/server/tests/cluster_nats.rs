@@ -138,6 +138,17 @@ async fn counter(node: &ProcessServer, op: &str, name: &str) -> (u16, Value) {
     post_json(&node.url(&format!("/rpc/counter.{op}")), &json!({"name": name}), None).await
 }
 
+/// The counter `name` as `node` reads it, checked to hold every one of `acked` increments and
+/// at most the `unknown` ones whose answer never came (a 504 may or may not have taken effect).
+async fn stored_count(node: &ProcessServer, name: &str, acked: u64, unknown: u64) -> u64 {
+    let value = counter(node, "getValue", name).await.1["value"].as_u64().unwrap();
+    assert!(
+        (acked..=acked + unknown).contains(&value),
+        "{acked} acknowledged (+{unknown} unknown), {value} stored"
+    );
+    value
+}
+
 fn token(sub: &str, branch: &str) -> String {
     let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 600;
     let claims = json!({"sub": sub, "branchId": branch, "role": "operator", "exp": exp});
@@ -297,13 +308,7 @@ async fn a_killed_owner_loses_no_acknowledged_increment() {
         );
     }
     let (acked, maybe) = (*acked.borrow(), maybe.load(Ordering::SeqCst));
-    let value = counter(&cluster.nodes[1], "getValue", "busy").await.1["value"]
-        .as_u64()
-        .unwrap();
-    assert!(
-        (acked..=acked + maybe).contains(&value),
-        "{acked} acknowledged (+{maybe} unknown), {value} stored"
-    );
+    stored_count(&cluster.nodes[1], "busy", acked, maybe).await;
 }
 
 /// A paused owner (SIGSTOP) loses its counter to B once its lease lapses; resumed, it cannot
@@ -337,11 +342,7 @@ async fn a_paused_owner_is_taken_over_and_fenced() {
     if status == 200 {
         acked += 1;
     }
-    let on_b = counter(b, "getValue", "p").await.1["value"].as_u64().unwrap();
-    assert!(
-        (acked..=acked + unknown).contains(&on_b),
-        "{acked} acknowledged (+{unknown} unknown), {on_b} stored"
-    );
+    let on_b = stored_count(b, "p", acked, unknown).await;
     // A resumed: it serves B's value, not the one it held when it was paused.
     let (_, on_a) = counter(a, "getValue", "p").await;
     assert_eq!(on_a["value"].as_u64(), Some(on_b));
@@ -529,13 +530,7 @@ async fn a_rolling_restart_loses_nothing() {
     stop.store(true, Ordering::SeqCst);
     worker.await.unwrap();
     let (acked, unknown) = (*acked.borrow(), unknown.load(Ordering::SeqCst));
-    let value = counter(&cluster.nodes[0], "getValue", "rolling").await.1["value"]
-        .as_u64()
-        .unwrap();
-    assert!(
-        (acked..=acked + unknown).contains(&value),
-        "{acked} acknowledged (+{unknown} unknown), {value} stored"
-    );
+    stored_count(&cluster.nodes[0], "rolling", acked, unknown).await;
 }
 
 /// An object that goes to sleep with no socket is given up: its lease goes, and the next node
