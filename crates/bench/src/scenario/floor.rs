@@ -71,6 +71,11 @@ fn seq_of(frame: &[u8]) -> Option<u64> {
         .ok()
 }
 
+/// When burst `seq` is due: the schedule the senders keep and the drain times frames against.
+fn due(started: Instant, seq: u64, rate: f64) -> Instant {
+    started + Duration::from_secs_f64(seq as f64 / rate)
+}
+
 /// CPU seconds of the calling thread.
 fn thread_cpu_s() -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").context("cannot read /proc/thread-self/stat")?;
@@ -115,8 +120,7 @@ fn write_bursts(sockets: &mut [TcpStream], args: &FloorArgs, started: Instant) -
     let cpu_before = thread_cpu_s()?;
     let mut written = 0;
     for seq in 0..ticks {
-        let at = started + Duration::from_secs_f64(seq as f64 / args.rate);
-        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+        if let Some(wait) = due(started, seq, args.rate).checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
         let bytes = frame(args.frame, seq);
@@ -167,9 +171,8 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<Report> {
                 filled += n;
                 let whole = filled - filled % frame_len;
                 for frame in buf[..whole].chunks_exact(frame_len) {
-                    if let (Some(seq), Some(started)) = (seq_of(frame), started.get()) {
-                        let due = *started + Duration::from_secs_f64(seq as f64 / rate);
-                        latency.record(i, due.elapsed().as_micros() as u64);
+                    if let (Some(seq), Some(&started)) = (seq_of(frame), started.get()) {
+                        latency.record(i, due(started, seq, rate).elapsed().as_micros() as u64);
                     }
                 }
                 buf.copy_within(whole..filled, 0);
